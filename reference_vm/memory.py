@@ -1,0 +1,121 @@
+"""The memory model: typed regions at fixed 64-bit addresses, every access bounds-checked.
+
+A BPF program sees only addresses that some region owns. An access that is not entirely
+inside one region, or a write to a read-only region, raises :class:`MemoryFault`; the
+interpreter turns it into the outcome ``fault:oob_read`` / ``fault:oob_write``. The JITs map
+the same regions at the same addresses so that pointers (and their bugs) agree.
+
+Addresses are user-space canonical 64-bit addresses above 4 GiB, so that truncating a pointer
+to 32 bits always lands outside every region.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+#: Linux MAX_BPF_STACK (include/linux/filter.h): stack bytes per frame.
+STACK_SIZE = 512
+#: Linux MAX_CALL_FRAMES (include/linux/bpf_verifier.h).
+MAX_CALL_FRAMES = 8
+
+#: r10 of the outermost frame; frame k has r10 = STACK_TOP - k * STACK_SIZE.
+STACK_TOP = 0x0000_7FFF_0000_0000
+STACK_BASE = STACK_TOP - MAX_CALL_FRAMES * STACK_SIZE
+#: Input memory (bpf_conformance ``-- mem``, or a program's context/packet).
+MEM_BASE = 0x0000_7F00_0000_0000
+
+_UNPACK = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: struct.Struct("<Q")}
+_SIGNED = {1: struct.Struct("<b"), 2: struct.Struct("<h"), 4: struct.Struct("<i"), 8: struct.Struct("<q")}
+
+
+class MemoryFault(Exception):
+    """An access outside every region or a write to a read-only one."""
+
+    def __init__(self, kind: str, addr: int, size: int, detail: str = "") -> None:
+        super().__init__(f"{kind.replace('_', ' ')} of {size} bytes at {addr:#x}{detail}")
+        self.kind = kind
+        self.addr = addr
+        self.size = size
+
+
+@dataclass(slots=True)
+class Region:
+    """A contiguous block of guest memory."""
+
+    name: str
+    start: int
+    data: bytearray
+    writable: bool = True
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+
+class Memory:
+    """The set of regions a run can touch."""
+
+    __slots__ = ("regions",)
+
+    def __init__(self, regions: list[Region] | None = None) -> None:
+        self.regions: list[Region] = list(regions or [])
+
+    def add(self, region: Region) -> Region:
+        for r in self.regions:
+            if region.start < r.end and r.start < region.end:
+                raise ValueError(f"region {region.name} overlaps {r.name}")
+        self.regions.append(region)
+        return region
+
+    def region(self, name: str) -> Region:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def _locate(self, addr: int, size: int, kind: str) -> tuple[Region, int]:
+        for r in self.regions:
+            off = addr - r.start
+            if 0 <= off and off + size <= len(r.data):
+                return r, off
+        near = min(self.regions, key=lambda r: min(abs(addr - r.start), abs(addr - r.end)), default=None)
+        detail = f" (nearest region {near.name} [{near.start:#x}, {near.end:#x}))" if near else ""
+        raise MemoryFault(kind, addr, size, detail)
+
+    def load(self, addr: int, size: int) -> int:
+        """Unsigned little-endian load of 1, 2, 4 or 8 bytes."""
+        r, off = self._locate(addr, size, "oob_read")
+        return _UNPACK[size].unpack_from(r.data, off)[0]
+
+    def load_signed(self, addr: int, size: int) -> int:
+        r, off = self._locate(addr, size, "oob_read")
+        return _SIGNED[size].unpack_from(r.data, off)[0]
+
+    def store(self, addr: int, size: int, value: int) -> None:
+        """Little-endian store of the low ``size`` bytes of ``value``."""
+        r, off = self._locate(addr, size, "oob_write")
+        if not r.writable:
+            raise MemoryFault("oob_write", addr, size, f" (region {r.name} is read-only)")
+        _UNPACK[size].pack_into(r.data, off, value & ((1 << (8 * size)) - 1))
+
+    def read_bytes(self, addr: int, size: int) -> bytes:
+        r, off = self._locate(addr, size, "oob_read")
+        return bytes(r.data[off:off + size])
+
+    def write_bytes(self, addr: int, data: bytes) -> None:
+        r, off = self._locate(addr, len(data), "oob_write")
+        if not r.writable:
+            raise MemoryFault("oob_write", addr, len(data), f" (region {r.name} is read-only)")
+        r.data[off:off + len(data)] = data
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {r.name: bytes(r.data) for r in self.regions}
+
+
+def standard_memory(mem: bytes | None) -> Memory:
+    """The bpf_conformance layout: a stack for every frame and, if given, a copy of ``mem``."""
+    m = Memory([Region("stack", STACK_BASE, bytearray(MAX_CALL_FRAMES * STACK_SIZE))])
+    if mem is not None:
+        m.add(Region("mem", MEM_BASE, bytearray(mem)))
+    return m

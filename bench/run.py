@@ -75,9 +75,14 @@ def bench_loop(n: int, repeat: int) -> dict[str, float]:
         runs = 20
         res = syscall.prog_test_run(fd, repeat=runs)
         assert res.retval == n & 0xFFFFFFFF, res
-        samples = [syscall.prog_test_run(fd, repeat=runs).duration_ns for _ in range(repeat)]
+        samples, walls = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            samples.append(syscall.prog_test_run(fd, repeat=runs).duration_ns)
+            walls.append((time.perf_counter() - t0) / runs)
         kernel_s = min(samples) / 1e9
-        figures.update(kernel_s=kernel_s, kernel_ips=expected_count / kernel_s)
+        figures.update(kernel_s=kernel_s, kernel_ips=expected_count / kernel_s,
+                       kernel_wall_s=min(walls), kernel_wall_ips=expected_count / min(walls))
     finally:
         os.close(fd)
     return figures
@@ -109,11 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     loop = bench_loop(args.n, args.repeat)
     cases = bench_cases(args.repeat)
     print(f"counting loop, N={args.n:,} ({2 * args.n + 3:,} BPF instructions)")
-    print(f"  interpreter            {loop['interp_s'] * 1e3:10.1f} ms   {loop['interp_ips'] / 1e6:8.2f} M insn/s")
+    print(f"  interpreter            {loop['interp_s'] * 1e3:10.1f} ms   "
+          f"{loop['interp_ips'] / 1e6:8.2f} M insn/s")
     if "kernel_s" in loop:
         print(f"  kernel BPF_PROG_TEST_RUN {loop['kernel_s'] * 1e3:8.3f} ms   "
               f"{loop['kernel_ips'] / 1e6:8.1f} M insn/s   (JIT, {os.uname().release})")
-        print(f"  ratio kernel/interpreter {loop['kernel_ips'] / loop['interp_ips']:8.0f}x")
+        print(f"  kernel, wall clock/run   {loop['kernel_wall_s'] * 1e3:8.3f} ms   "
+              f"{loop['kernel_wall_ips'] / 1e6:8.1f} M insn/s   (syscall included, repeat=20)")
+        ratio = loop["kernel_ips"] / loop["interp_ips"]
+        wall_ratio = loop["kernel_wall_ips"] / loop["interp_ips"]
+        print(f"  ratio kernel/interpreter {ratio:8.0f}x (kernel-measured), {wall_ratio:.0f}x (wall clock)")
     else:
         print(f"  kernel                 skipped: {loop.get('kernel_skip', 'bpf() unavailable')}")
     print(f"conformance case cost ({cases['cases']} bpf_conformance cases, assemble + decode + run)")

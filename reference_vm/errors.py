@@ -16,7 +16,7 @@ class BpfCheckError(Exception):
         self.file = file
         self.line = line
 
-    def located(self, file: str | None = None, line: int | None = None) -> "BpfCheckError":
+    def located(self, file: str | None = None, line: int | None = None) -> BpfCheckError:
         """Fill in the location if the raiser did not know it; returns self."""
         if self.file is None:
             self.file = file
@@ -34,7 +34,7 @@ class BpfCheckError(Exception):
 
 
 class EncodingError(BpfCheckError):
-    """An instruction whose raw encoding is not valid (RFC 9669 §3, 'must be zero' fields, unknown opcodes)."""
+    """An instruction whose raw encoding is not valid (RFC 9669 §3: reserved fields, unknown opcodes)."""
 
     def __init__(self, message: str, *, pc: int | None = None, field: str | None = None,
                  value: int | None = None, file: str | None = None, line: int | None = None) -> None:

@@ -10,9 +10,10 @@ Implementations take the :class:`HelperEnv` of the run and the five argument reg
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from .memory import Memory
 
@@ -64,7 +65,7 @@ class HelperTable:
     def get(self, helper_id: int) -> HelperDef | None:
         return self.by_id.get(helper_id)
 
-    def with_helpers(self, *defs: HelperDef) -> "HelperTable":
+    def with_helpers(self, *defs: HelperDef) -> HelperTable:
         merged = dict(self.by_id)
         merged.update({d.id: d for d in defs})
         return HelperTable(MappingProxyType(merged))

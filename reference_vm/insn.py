@@ -10,8 +10,8 @@ states and raises :class:`~reference_vm.errors.EncodingError` naming the field a
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .errors import EncodingError
 from .isa import BPF_REG_FP, BY_OPCODE, Kind, OpDef, Use
@@ -31,7 +31,7 @@ class RawInsn:
     imm: int  # signed 32 bit
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, at: int = 0) -> "RawInsn":
+    def from_bytes(cls, data: bytes | bytearray | memoryview, at: int = 0) -> RawInsn:
         opcode, regs, off, imm = _SLOT.unpack_from(data, at)
         return cls(opcode, regs & 0x0F, regs >> 4, off, imm)
 
@@ -39,7 +39,7 @@ class RawInsn:
         return _SLOT.pack(self.opcode, (self.src << 4) | self.dst, self.off, self.imm)
 
     @classmethod
-    def from_u64(cls, word: int) -> "RawInsn":
+    def from_u64(cls, word: int) -> RawInsn:
         """From a 64-bit little-endian word, as bpf_conformance's ``-- raw`` writes them."""
         return cls.from_bytes((word & U64).to_bytes(8, "little"))
 
@@ -185,16 +185,16 @@ def decode_program(slots: Sequence[RawInsn] | bytes | bytearray) -> list[Insn | 
             pc += 2
         else:
             pc += 1
-    for pc, insn in enumerate(out):
-        if insn is None:
+    for pc, slot in enumerate(out):
+        if slot is None:
             continue
-        target = jump_target(insn, pc)
+        target = jump_target(slot, pc)
         if target is None:
             continue
-        what = "call" if insn.op.kind is Kind.CALL_LOCAL else "jump"
+        what = "call" if slot.op.kind is Kind.CALL_LOCAL else "jump"
         if not 0 <= target < len(out):
             raise EncodingError(f"{what} out of range from insn {pc} to {target}", pc=pc,
-                                field="imm" if insn.op.shape.imm is Use.JUMP else "off",
+                                field="imm" if slot.op.shape.imm is Use.JUMP else "off",
                                 value=target)
         if out[target] is None:
             raise EncodingError(f"{what} from insn {pc} into the middle of lddw at {target - 1}",

@@ -29,7 +29,7 @@ Semantics worth stating (RFC 9669 §4 unless noted):
 from __future__ import annotations
 
 import operator
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import outcome as oc
 from .errors import EncodingError
@@ -260,32 +260,27 @@ def _atomic(i: Insn, pc: int, m: Machine) -> Step:
     r, d, s, off, size, nxt = m.regs, i.dst, i.src, i.off, i.op.size, pc + 1
     mem = m.memory
     mask = (1 << (8 * size)) - 1
-    if i.op.atomic == BPF_CMPXCHG & ~BPF_FETCH:
-        def step() -> int:
-            addr = (r[d] + off) & M64
-            old = mem.load(addr, size)
-            if old == r[0] & mask:
-                mem.store(addr, size, r[s])
-            r[0] = old
-            return nxt
-        return step
-    if i.op.atomic == BPF_XCHG & ~BPF_FETCH:
-        def step() -> int:
-            addr = (r[d] + off) & M64
-            old = mem.load(addr, size)
-            mem.store(addr, size, r[s])
-            r[s] = old
-            return nxt
-        return step
-    f = _ALU[64][(AluOp(i.op.atomic), False)]
+    atomic = i.op.atomic
+    assert atomic is not None
+    f = _ALU[64].get((AluOp(atomic), False)) if atomic in AluOp._value2member_map_ else None
     fetch = i.op.fetch
 
     def step() -> int:
         addr = (r[d] + off) & M64
         old = mem.load(addr, size)
-        mem.store(addr, size, f(old, r[s] & mask))
-        if fetch:
-            r[s] = old
+        if atomic == BPF_CMPXCHG & ~BPF_FETCH:
+            if old == r[0] & mask:
+                mem.store(addr, size, r[s])
+            r[0] = old
+            return nxt
+        if atomic == BPF_XCHG & ~BPF_FETCH:
+            mem.store(addr, size, r[s])
+        else:
+            assert f is not None
+            mem.store(addr, size, f(old, r[s] & mask))
+            if not fetch:
+                return nxt
+        r[s] = old
         return nxt
     return step
 

@@ -22,10 +22,10 @@ conformance group, the minimum cpu version (bpf_conformance's v1–v4) and the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum, IntEnum, StrEnum
 from types import MappingProxyType
-from typing import Mapping
 
 # --- Field constants (RFC 9669 §3 and §4) -------------------------------------------------
 
@@ -200,7 +200,7 @@ SHAPES: Mapping[str, Shape] = MappingProxyType({
 })
 
 
-class Group(str, Enum):
+class Group(StrEnum):
     """Conformance groups: RFC 9669 §2.2, plus bpf_conformance's ``callx`` and Linux extensions."""
 
     BASE32 = "base32"
@@ -398,16 +398,16 @@ for _sz, _w, _sfx in ((BPF_W, 32, "32"), (BPF_DW, 64, "")):
          fetch=True, width=_w, size=_w // 8)
 
 # 64-bit immediate load (RFC 9669 §5.4), src selects the pseudo source.
-for _src, _n, _llvm in ((0, "lddw", "{dst} = {imm} ll"),
+for _psrc, _pname, _llvm in ((0, "lddw", "{dst} = {imm} ll"),
                         (BPF_PSEUDO_MAP_FD, "lddw_map_fd", "{dst} = map_fd({imm}) ll"),
                         (BPF_PSEUDO_MAP_VALUE, "lddw_map_value", "{dst} = map_value({imm}) ll"),
                         (BPF_PSEUDO_BTF_ID, "lddw_btf_id", "{dst} = btf_id({imm}) ll"),
                         (BPF_PSEUDO_FUNC, "lddw_func", "{dst} = func({imm}) ll"),
                         (BPF_PSEUDO_MAP_IDX, "lddw_map_idx", "{dst} = map_idx({imm}) ll"),
                         (BPF_PSEUDO_MAP_IDX_VALUE, "lddw_map_idx_value", "{dst} = map_idx_value({imm}) ll")):
-    _row(name=_n, opcode=Cls.BPF_LD | BPF_IMM | BPF_DW, kind=Kind.LDDW, shape=SHAPES["lddw"],
-         mnemonic=_n, llvm=_llvm, group=Group.BASE64, cpu=1, spec="RFC 9669 §5.4",
-         select=("src", _src), size=8)
+    _row(name=_pname, opcode=Cls.BPF_LD | BPF_IMM | BPF_DW, kind=Kind.LDDW, shape=SHAPES["lddw"],
+         mnemonic=_pname, llvm=_llvm, group=Group.BASE64, cpu=1, spec="RFC 9669 §5.4",
+         select=("src", _psrc), size=8)
 
 # Jumps (RFC 9669 §4.3).
 _JMPS = ((JmpOp.BPF_JEQ, "jeq", "==", 1), (JmpOp.BPF_JGT, "jgt", ">", 1), (JmpOp.BPF_JGE, "jge", ">=", 1),
@@ -416,14 +416,14 @@ _JMPS = ((JmpOp.BPF_JEQ, "jeq", "==", 1), (JmpOp.BPF_JGT, "jgt", ">", 1), (JmpOp
          (JmpOp.BPF_JLT, "jlt", "<", 2), (JmpOp.BPF_JLE, "jle", "<=", 2),
          (JmpOp.BPF_JSLT, "jslt", "s<", 2), (JmpOp.BPF_JSLE, "jsle", "s<=", 2))
 for _cls, _w, _sfx in ((Cls.BPF_JMP, 64, ""), (Cls.BPF_JMP32, 32, "32")):
-    for _op, _m, _sym, _cpu in _JMPS:
+    for _jop, _m, _sym, _cpu in _JMPS:
         for _src, _kind in ((BPF_K, "imm"), (BPF_X, "reg")):
             _opnd = "{imm}" if _src == BPF_K else "{src}"
-            _row(name=f"{_m}{_w}_{_kind}", opcode=_cls | _src | _op, kind=Kind.JCOND,
+            _row(name=f"{_m}{_w}_{_kind}", opcode=_cls | _src | _jop, kind=Kind.JCOND,
                  shape=SHAPES[f"jmp_{_kind}"], mnemonic=_m + _sfx,
                  llvm=f"if {{dst}} {_sym} {_opnd} goto {{target}}",
                  group=Group.BASE64 if _w == 64 else Group.BASE32, cpu=3 if _w == 32 else _cpu,
-                 spec="RFC 9669 §4.3", jmp=_op, width=_w, source=_src)
+                 spec="RFC 9669 §4.3", jmp=_jop, width=_w, source=_src)
 
 _row(name="ja", opcode=Cls.BPF_JMP | JmpOp.BPF_JA, kind=Kind.JA, shape=SHAPES["ja"], mnemonic="ja",
      llvm="goto {target}", group=Group.BASE32, cpu=1, spec="RFC 9669 §4.3", jmp=JmpOp.BPF_JA)
@@ -448,7 +448,7 @@ _row(name="exit", opcode=Cls.BPF_JMP | JmpOp.BPF_EXIT, kind=Kind.EXIT, shape=SHA
      jmp=JmpOp.BPF_EXIT)
 _row(name="may_goto", opcode=Cls.BPF_JMP | JmpOp.BPF_JCOND, kind=Kind.MAY_GOTO, shape=SHAPES["may_goto"],
      mnemonic="may_goto", llvm="may_goto {target}", group=Group.LINUX, cpu=4,
-     spec="Linux kernel/bpf/verifier.c (BPF_JCOND, may_goto)", select=("src", 0), extension="linux 6.9",
+     spec="Linux kernel/bpf/verifier.c (BPF_JCOND, may_goto)", extension="linux 6.9",
      jmp=JmpOp.BPF_JCOND)
 
 # --- The frozen table and its indexes --------------------------------------------------------

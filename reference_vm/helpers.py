@@ -5,7 +5,8 @@ its argument and return types (the verifier reads them) and its implementation (
 interpreter and the JITs' helper trampolines call it). An id that is not in the table is a
 fault (``fault:unknown_helper``), never a silent zero.
 
-Implementations take the :class:`HelperEnv` of the run and the five argument registers.
+Implementations take the :class:`~reference_vm.env.Environment` of the run and the five
+argument registers.
 """
 
 from __future__ import annotations
@@ -13,19 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
 
-from .memory import Memory
+from .env import CLOCK_STEP_NS, Environment
 
-
-class HelperEnv(Protocol):
-    """What a helper may touch: the run's memory and its deterministic environment."""
-
-    memory: Memory
-    clock_ns: int
-
-
-HelperFn = Callable[[HelperEnv, int, int, int, int, int], int]
+HelperFn = Callable[[Environment, int, int, int, int, int], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +30,7 @@ class HelperDef:
     source: str = ""
 
 
-#: Nanoseconds added to the deterministic clock at every bpf_ktime_get_ns call.
-CLOCK_STEP_NS = 1000
-#: The deterministic clock's value at the start of every run.
-CLOCK_START_NS = 1_000_000_000
-
-
-def _ktime_get_ns(env: HelperEnv, *_: int) -> int:
+def _ktime_get_ns(env: Environment, *_: int) -> int:
     """bpf_ktime_get_ns (id 5): monotonic; here a deterministic clock that advances per call."""
     env.clock_ns += CLOCK_STEP_NS
     return env.clock_ns

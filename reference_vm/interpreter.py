@@ -32,11 +32,12 @@ import operator
 from collections.abc import Callable, Sequence
 
 from . import outcome as oc
+from .env import Environment
 from .errors import EncodingError
-from .helpers import CLOCK_START_NS, DEFAULT_HELPERS, HelperTable
+from .helpers import DEFAULT_HELPERS, HelperTable
 from .insn import Insn, decode_program, jump_target
 from .isa import BPF_CMPXCHG, BPF_FETCH, BPF_K, BPF_X, BPF_XCHG, AluOp, Cls, JmpOp, Kind
-from .memory import MAX_CALL_FRAMES, MEM_BASE, STACK_SIZE, STACK_TOP, Memory, MemoryFault, standard_memory
+from .memory import MAX_CALL_FRAMES, MEM_BASE, STACK_SIZE, STACK_TOP, MemoryFault, standard_memory
 from .outcome import Outcome
 
 M64 = (1 << 64) - 1
@@ -67,14 +68,14 @@ class _Exit(Exception):
 class Machine:
     """The state of one run: registers, memory, call frames and the deterministic environment."""
 
-    __slots__ = ("regs", "memory", "frames", "helpers", "clock_ns", "may_goto_left", "helper_calls")
+    __slots__ = ("regs", "env", "memory", "frames", "helpers", "may_goto_left", "helper_calls")
 
-    def __init__(self, memory: Memory, helpers: HelperTable) -> None:
+    def __init__(self, env: Environment, helpers: HelperTable) -> None:
         self.regs: list[int] = [0] * 11
-        self.memory = memory
+        self.env = env
+        self.memory = env.memory
         self.frames: list[tuple[int, int, int, int, int, int]] = []  # ret pc, r6..r9, r10
         self.helpers = helpers
-        self.clock_ns = CLOCK_START_NS
         self.may_goto_left = BPF_MAX_LOOPS
         self.helper_calls: list[tuple[int, tuple[int, ...], int]] = []
 
@@ -370,7 +371,7 @@ def _call_helper(m: Machine, helper_id: int) -> int:
         raise Fault("unknown_helper", f"call to unknown helper {helper_id}")
     r = m.regs
     args = (r[1], r[2], r[3], r[4], r[5])
-    ret = h.fn(m, *args) & M64
+    ret = h.fn(m.env, *args) & M64
     m.helper_calls.append((helper_id, args, ret))
     r[0] = ret
     r[1], r[2], r[3], r[4], r[5] = POISON[1:]
@@ -475,7 +476,7 @@ def prepare(program: Sequence[Insn | None], m: Machine) -> list[Step]:
 
 def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = None, *,
         budget: int = DEFAULT_BUDGET, helpers: HelperTable = DEFAULT_HELPERS,
-        memory: Memory | None = None) -> Outcome:
+        env: Environment | None = None) -> Outcome:
     """Run a program to completion and return the full final state.
 
     r1 points to a copy of ``mem`` and r2 holds its length (bpf_conformance's convention;
@@ -486,7 +487,9 @@ def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = 
             program = decode_program(program)
         except EncodingError as e:
             return Outcome(error=oc.rejected("invalid_encoding"), message=str(e))
-    m = Machine(memory if memory is not None else standard_memory(mem), helpers)
+    if env is None:
+        env = Environment(standard_memory(mem))
+    m = Machine(env, helpers)
     r = m.regs
     if mem is not None:
         r[1], r[2] = MEM_BASE, len(mem)

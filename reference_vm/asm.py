@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -84,6 +85,27 @@ def _number(token: str) -> int | None:
     sign = -1 if token[0] == "-" else 1
     body = token.lstrip("+-")
     return sign * int(body, 16 if body[:2].lower() == "0x" else 10)
+
+
+#: Named constants for immediates during one :func:`assemble` call (map indices, helper ids).
+_SYMBOLS: ContextVar[Mapping[str, int]] = ContextVar("_SYMBOLS", default={})
+_REGISTER_NAME = re.compile(r"%?[rw][0-9]+", re.ASCII)
+
+
+def _value(token: str, position: int = -1) -> int:
+    """A number, or a symbol given to :func:`assemble` (``symbols=``); else a mismatch."""
+    value = _number(token)
+    if value is not None:
+        return value
+    name = token.strip()
+    symbols = _SYMBOLS.get()
+    if name in symbols:
+        return symbols[name]
+    if _LABEL_RE.fullmatch(name) and symbols:
+        raise _Fail(f"unknown symbol {name!r} (known: {', '.join(sorted(symbols))})", mismatch=True,
+                    position=position, wanted="a number or symbol", got=token)
+    raise _Fail(f"expected a number, got {token!r}", mismatch=True, position=position,
+                wanted="a number", got=token)
 
 
 def _fit(value: int, bits: int, what: str, token: str) -> int:
@@ -233,10 +255,7 @@ def _parse_ubpf_row(row: OpDef, mnemonic: str, operands: list[str]) -> _Parsed:
         elif kind == _MEM:
             fields[fname], fields["off"] = _memory(token, i)
         elif kind in (_IMM, _OPT):
-            value = _number(token)
-            if value is None:
-                raise _Fail(f"expected a number, got {token!r}", mismatch=True, position=i,
-                            wanted="a number", got=token)
+            value = _value(token, i)
             fields[fname] = (_imm_value(row, value, token) if kind == _IMM
                              else _fit_signed(value, 16, "offset", token))
         else:
@@ -313,7 +332,9 @@ def _placeholder_regex(name: str, group: str, row: OpDef) -> str:
         return rf"(?P<{group}>[+-]?\s*{_NUM_BODY}|{_LABEL})"
     if _is_displacement(name, row):
         return rf"(?:(?P<{group}_sign>[+-])\s*(?P<{group}>{_NUM_BODY}))?"
-    if name in ("imm", "off"):
+    if name == "imm":  # a number, or a symbol passed to assemble()
+        return rf"(?P<{group}>[+-]?{_NUM_BODY}|(?![rw][0-9]+\b){_LABEL})"
+    if name == "off":
         return rf"(?P<{group}>[+-]?{_NUM_BODY})"
     raise AssertionError(f"{row.name}: unknown placeholder {{{name}}} in LLVM template {row.llvm!r}")
 
@@ -388,8 +409,7 @@ def _parse_llvm_pattern(pat: _LlvmPattern, m: re.Match[str]) -> _Parsed:
             fields[fname], target = _parse_target(fname, text.replace(" ", ""), i)
         elif text is not None:  # None: an omitted displacement
             token = (m.groupdict().get(group + "_sign") or "") + text
-            value = _number(token)
-            assert value is not None
+            value = _value(token, i)
             if name == "off":
                 fields["off"] = _fit_signed(value, 16, "offset", token)
             else:
@@ -445,7 +465,7 @@ class _State:
 
 
 def assemble(text: str, *, dialect: str | None = None, file: str | None = None,
-             first_line: int = 1) -> list[Insn]:
+             first_line: int = 1, symbols: Mapping[str, int] | None = None) -> list[Insn]:
     """Assemble ``text`` (either dialect, or both; see the module docstring) into instructions.
 
     ``dialect`` is the syntax tried first on each line and whose error is reported; ``None``
@@ -458,9 +478,23 @@ def assemble(text: str, *, dialect: str | None = None, file: str | None = None,
     instruction (unknown mnemonic, operand count or kind, register, range, label, or a field
     rule of RFC 9669 §3 such as writing r10). Program-level rules (every jump lands on an
     instruction) are left to :func:`~reference_vm.insn.decode_program`.
+
+    ``symbols`` names constants an immediate may be written as (``lddw_map_idx %r1, counters``,
+    ``call bpf_map_lookup_elem``); a register name cannot be a symbol.
     """
     if dialect is not None and dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r} (want one of {DIALECTS})")
+    for name in symbols or {}:
+        if _REGISTER_NAME.fullmatch(name) or not _LABEL_RE.fullmatch(name):
+            raise ValueError(f"{name!r} cannot be a symbol name")
+    token = _SYMBOLS.set(dict(symbols or {}))
+    try:
+        return _assemble(text, dialect, file, first_line)
+    finally:
+        _SYMBOLS.reset(token)
+
+
+def _assemble(text: str, dialect: str | None, file: str | None, first_line: int) -> list[Insn]:
     state = _State()
     for lineno, full in enumerate(text.splitlines(), start=first_line):
         stmt = full.split("#", 1)[0]
@@ -505,9 +539,10 @@ def _resolve(p: _Parsed, state: _State, file: str | None) -> Insn:
 
 
 def assemble_bytes(text: str, *, dialect: str | None = None, file: str | None = None,
-                   first_line: int = 1) -> bytes:
+                   first_line: int = 1, symbols: Mapping[str, int] | None = None) -> bytes:
     """:func:`assemble`, encoded as little-endian 8-byte slots (RFC 9669 §3)."""
-    return encode_program(assemble(text, dialect=dialect, file=file, first_line=first_line))
+    return encode_program(assemble(text, dialect=dialect, file=file, first_line=first_line,
+                                   symbols=symbols))
 
 
 # --- Formatting and the disassembler -------------------------------------------------------------

@@ -482,3 +482,15 @@ def test_fuzz_token_soup_raises_only_asm_error(text: str) -> None:
         for insn in insns:  # whatever assembles is a valid instruction
             raw = insn.raw()
             assert decode(raw[0], next_slot=raw[1] if len(raw) > 1 else None) == insn
+
+
+def test_symbols_stand_for_immediates_in_both_dialects() -> None:
+    # lddw src 5 (BPF_PSEUDO_MAP_IDX) with imm 2, then call 1: RFC 9669 §5.4 / §4.3.1 encodings.
+    symbols = {"counters": 2, "bpf_map_lookup_elem": 1}
+    want = bytes.fromhex("1851000002000000" "0000000000000000" "8500000001000000")
+    assert assemble_bytes("lddw_map_idx %r1, counters\ncall bpf_map_lookup_elem", symbols=symbols) == want
+    assert assemble_bytes("r1 = map_idx(counters) ll\ncall bpf_map_lookup_elem", symbols=symbols) == want
+    with pytest.raises(AsmError, match="unknown symbol 'nosuch'"):
+        assemble("lddw_map_idx %r1, nosuch", symbols=symbols)
+    with pytest.raises(ValueError):
+        assemble("exit", symbols={"r1": 1})

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
+from types import MappingProxyType
 
 from .errors import AsmError, EncodingError
 from .insn import Insn, check_fields, decode_program, encode_program, jump_target
@@ -88,7 +89,7 @@ def _number(token: str) -> int | None:
 
 
 #: Named constants for immediates during one :func:`assemble` call (map indices, helper ids).
-_SYMBOLS: ContextVar[Mapping[str, int]] = ContextVar("_SYMBOLS", default={})
+_SYMBOLS: ContextVar[Mapping[str, int]] = ContextVar("_SYMBOLS", default=MappingProxyType({}))
 _REGISTER_NAME = re.compile(r"%?[rw][0-9]+", re.ASCII)
 
 

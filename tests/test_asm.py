@@ -490,7 +490,7 @@ def test_symbols_stand_for_immediates_in_both_dialects() -> None:
     want = bytes.fromhex("1851000002000000" "0000000000000000" "8500000001000000")
     assert assemble_bytes("lddw_map_idx %r1, counters\ncall bpf_map_lookup_elem", symbols=symbols) == want
     assert assemble_bytes("r1 = map_idx(counters) ll\ncall bpf_map_lookup_elem", symbols=symbols) == want
-    with pytest.raises(AsmError, match="unknown symbol 'nosuch'"):
+    with pytest.raises(AsmError, match="number or symbol, got 'nosuch'"):
         assemble("lddw_map_idx %r1, nosuch", symbols=symbols)
     with pytest.raises(ValueError):
         assemble("exit", symbols={"r1": 1})

@@ -250,7 +250,8 @@ def _parse_map(r: _Reader, node: Node) -> MapSpecText:
         name=r.string(f["name"]), type=mtype,
         key_size=r.integer(f["key_size"], 0, 1 << 16) if "key_size" in f else 4,
         value_size=r.integer(f["value_size"], 0, 1 << 24) if "value_size" in f else 4,
-        max_entries=r.integer(f["max_entries"], 0, 1 << 32), flags=r.integer(f["flags"], 0) if "flags" in f else 0,
+        max_entries=r.integer(f["max_entries"], 0, 1 << 32),
+        flags=r.integer(f["flags"], 0) if "flags" in f else 0,
         inner=r.string(f["inner"]) if "inner" in f else None, values=values, slots=slots, line=node.line)
 
 
@@ -262,7 +263,8 @@ def _parse_expect(r: _Reader, node: Node) -> Expectation:
     if "error" in f:
         e.error = r.string(f["error"])
         if not ERROR_RE.match(e.error):
-            raise r.fail(f["error"], f"error {e.error!r} is not ok, budget, fault[:kind] or rejected[:reason]")
+            raise r.fail(f["error"], f"error {e.error!r} is not ok, budget, fault[:kind] or "
+                                     "rejected[:reason]")
     if "maps" in f:
         e.maps = {name: {str(k): str(v.value) for k, v in r.mapping(m, set(m.value)).items()}
                   for name, m in r.mapping(f["maps"], set(f["maps"].value)).items()}
@@ -318,7 +320,8 @@ def load_yaml_cases(path: str | Path) -> list[YamlCase]:
     seen: dict[str, int] = {}
     for c in cases:
         if c.name in seen:
-            raise CaseFormatError(f"case name {c.name!r} also used on line {seen[c.name]}", file=p, line=c.line)
+            raise CaseFormatError(f"case name {c.name!r} also used on line {seen[c.name]}", file=p,
+                                  line=c.line)
         seen[c.name] = c.line
     return cases
 

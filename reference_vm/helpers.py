@@ -30,16 +30,176 @@ class HelperDef:
     source: str = ""
 
 
+EINVAL, EFAULT = 22, 14
+#: MAX_TRACE_PRINTK_VARARGS (kernel/trace/bpf_trace.c).
+MAX_TRACE_PRINTK_VARARGS = 3
+M64 = (1 << 64) - 1
+
+
 def _ktime_get_ns(env: Environment, *_: int) -> int:
-    """bpf_ktime_get_ns (id 5): monotonic; here a deterministic clock that advances per call."""
+    """bpf_ktime_get_ns (5): monotonic; here a deterministic clock that advances per call."""
     env.clock_ns += CLOCK_STEP_NS
     return env.clock_ns
 
 
+def _get_prandom_u32(env: Environment, *_: int) -> int:
+    """bpf_get_prandom_u32 (7): from the run's seeded generator (``Environment.seed``)."""
+    return env.prandom.getrandbits(32)
+
+
+def _get_smp_processor_id(env: Environment, *_: int) -> int:
+    """bpf_get_smp_processor_id (8)."""
+    return env.cpu
+
+
+def _get_current_pid_tgid(env: Environment, *_: int) -> int:
+    """bpf_get_current_pid_tgid (14): ``tgid << 32 | pid`` (kernel/bpf/helpers.c)."""
+    return (env.task.tgid << 32) | env.task.pid
+
+
+def _get_current_uid_gid(env: Environment, *_: int) -> int:
+    """bpf_get_current_uid_gid (15): ``gid << 32 | uid``."""
+    return (env.task.gid << 32) | env.task.uid
+
+
+def _get_current_comm(env: Environment, buf: int, size: int, *_: int) -> int:
+    """bpf_get_current_comm (16): the task name, NUL-terminated and zero-padded to ``size``
+    (strscpy_pad in kernel/bpf/helpers.c); 0 on success."""
+    if size == 0:
+        return 0
+    name = env.task.comm[:size - 1]
+    env.memory.write_bytes(buf, name + bytes(size - len(name)))
+    return 0
+
+
+def _probe_read_kernel(env: Environment, dst: int, size: int, src: int, *_: int) -> int:
+    """bpf_probe_read_kernel (113): copy ``size`` bytes; on a bad source, zero ``dst`` and return
+    -EFAULT (bpf_probe_read_kernel_common). Every region of the run's memory counts as mapped
+    kernel memory; nothing else does."""
+    size &= 0xFFFFFFFF
+    try:
+        data = env.memory.read_bytes(src, size) if size else b""
+    except Exception:  # MemoryFault: an unmapped source is the helper's error, not the program's
+        env.memory.write_bytes(dst, bytes(size))
+        return -EFAULT & M64
+    env.memory.write_bytes(dst, data)
+    return 0
+
+
+def format_trace_printk(fmt: bytes, args: tuple[int, ...], read_str: Callable[[int], bytes]) -> bytes | None:
+    """Format like bpf_trace_printk, or None where the kernel returns -EINVAL.
+
+    Rules of bpf_bprintf_prepare (kernel/bpf/helpers.c): printable ASCII only; ``%%``; at most
+    three conversions; an optional ``[0 +-]`` flag run and a width; ``%c``, ``%s``, ``%p``
+    (printed as a hashed pointer in the kernel; here ``0x`` + 16 hex digits), and ``%d %i %u %x
+    %X`` with ``l``/``ll`` modifiers (``%d`` without ``l`` takes the low 32 bits).
+    """
+    out = bytearray()
+    i, n = 0, 0
+    while i < len(fmt):
+        c = fmt[i]
+        if not (32 <= c < 127 or c in b"\t\n\r\x0b\x0c"):
+            return None
+        if c != ord("%"):
+            out.append(c)
+            i += 1
+            continue
+        if fmt[i + 1:i + 2] == b"%":
+            out += b"%"
+            i += 2
+            continue
+        if n >= MAX_TRACE_PRINTK_VARARGS:
+            return None
+        j = i + 1
+        flags = b""
+        while fmt[j:j + 1] in (b"0", b"+", b"-", b" "):
+            flags += fmt[j:j + 1]
+            j += 1
+        width = b""
+        while fmt[j:j + 1].isdigit():
+            width += fmt[j:j + 1]
+            j += 1
+        arg = args[n]
+        conv = fmt[j:j + 1]
+        if conv == b"c":
+            text = bytes([arg & 0xFF])
+            j += 1
+        elif conv == b"s":
+            text = read_str(arg)
+            j += 1
+        elif conv == b"p":
+            text = f"0x{arg:016x}".encode()
+            j += 1
+        else:
+            longs = 0
+            while fmt[j:j + 1] == b"l" and longs < 2:
+                longs += 1
+                j += 1
+            conv = fmt[j:j + 1]
+            if conv not in (b"d", b"i", b"u", b"x", b"X"):
+                return None
+            j += 1
+            value = arg & (M64 if longs else 0xFFFFFFFF)
+            bits = 64 if longs else 32
+            if conv in (b"d", b"i") and value >> (bits - 1):
+                value -= 1 << bits
+            text = (f"{value:x}" if conv == b"x" else f"{value:X}" if conv == b"X" else str(value)).encode()
+        pyfmt = "%" + (flags + width).decode() + "s"
+        out += (pyfmt % text.decode("latin-1")).encode("latin-1")
+        n += 1
+        i = j
+    return bytes(out)
+
+
+def _trace_printk(env: Environment, fmt_ptr: int, fmt_size: int, a1: int, a2: int, a3: int) -> int:
+    """bpf_trace_printk (6): the formatted line goes to ``env.trace``; returns its length, or
+    -EINVAL for a format without a NUL within ``fmt_size`` or one the kernel refuses."""
+    fmt_size &= 0xFFFFFFFF
+    raw = env.memory.read_bytes(fmt_ptr, fmt_size) if fmt_size else b""
+    if b"\0" not in raw:
+        return -EINVAL & M64
+    fmt = raw[:raw.index(b"\0")]
+
+    def read_str(addr: int) -> bytes:
+        out = bytearray()
+        try:
+            while len(out) < 1024:
+                b = env.memory.read_bytes(addr + len(out), 1)
+                if b == b"\0":
+                    break
+                out += b
+        except Exception:  # an unreadable string prints as the kernel's "(efault)"
+            return b"(efault)"
+        return bytes(out)
+
+    text = format_trace_printk(fmt, (a1, a2, a3), read_str)
+    if text is None:
+        return -EINVAL & M64
+    env.trace.append(text)
+    return len(text)
+
+
+_H = HelperDef
 _DEFS = (
-    HelperDef(5, "bpf_ktime_get_ns", _ktime_get_ns, (), "RET_INTEGER",
-              "include/uapi/linux/bpf.h: u64 bpf_ktime_get_ns(void)"),
+    _H(5, "bpf_ktime_get_ns", _ktime_get_ns, (), "RET_INTEGER", "u64 bpf_ktime_get_ns(void)"),
+    _H(6, "bpf_trace_printk", _trace_printk, ("ARG_PTR_TO_MEM | MEM_RDONLY", "ARG_CONST_SIZE"),
+       "RET_INTEGER", "long bpf_trace_printk(const char *fmt, u32 fmt_size, ...)"),
+    _H(7, "bpf_get_prandom_u32", _get_prandom_u32, (), "RET_INTEGER", "u32 bpf_get_prandom_u32(void)"),
+    _H(8, "bpf_get_smp_processor_id", _get_smp_processor_id, (), "RET_INTEGER",
+       "u32 bpf_get_smp_processor_id(void)"),
+    _H(14, "bpf_get_current_pid_tgid", _get_current_pid_tgid, (), "RET_INTEGER",
+       "u64 bpf_get_current_pid_tgid(void)"),
+    _H(15, "bpf_get_current_uid_gid", _get_current_uid_gid, (), "RET_INTEGER",
+       "u64 bpf_get_current_uid_gid(void)"),
+    _H(16, "bpf_get_current_comm", _get_current_comm, ("ARG_PTR_TO_UNINIT_MEM", "ARG_CONST_SIZE"),
+       "RET_INTEGER", "long bpf_get_current_comm(void *buf, u32 size_of_buf)"),
+    _H(113, "bpf_probe_read_kernel", _probe_read_kernel,
+       ("ARG_PTR_TO_UNINIT_MEM", "ARG_CONST_SIZE_OR_ZERO", "ARG_ANYTHING"), "RET_INTEGER",
+       "long bpf_probe_read_kernel(void *dst, u32 size, const void *unsafe_ptr)"),
 )
+#: Helpers the interpreter implements itself because they change control flow.
+BPF_FUNC_tail_call = 12
+BPF_FUNC_loop = 181
 
 
 @dataclass(frozen=True)

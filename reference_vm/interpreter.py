@@ -34,11 +34,27 @@ from collections.abc import Callable, Sequence
 from . import outcome as oc
 from .env import Environment
 from .errors import EncodingError
-from .helpers import DEFAULT_HELPERS, HelperTable
+from .helpers import DEFAULT_HELPERS, BPF_FUNC_tail_call, HelperTable
 from .insn import Insn, decode_program, jump_target
-from .isa import BPF_CMPXCHG, BPF_FETCH, BPF_K, BPF_X, BPF_XCHG, AluOp, Cls, JmpOp, Kind
+from .isa import (
+    BPF_CMPXCHG,
+    BPF_FETCH,
+    BPF_K,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_IDX,
+    BPF_PSEUDO_MAP_IDX_VALUE,
+    BPF_PSEUDO_MAP_VALUE,
+    BPF_X,
+    BPF_XCHG,
+    AluOp,
+    Cls,
+    JmpOp,
+    Kind,
+)
 from .memory import MAX_CALL_FRAMES, MEM_BASE, STACK_SIZE, STACK_TOP, MemoryFault, standard_memory
 from .outcome import Outcome
+from .program import FIRST_MAP_FD
 
 M64 = (1 << 64) - 1
 M32 = 0xFFFF_FFFF
@@ -49,8 +65,18 @@ POISON = tuple(0xBADC_0DE0_0000_0000 | n for n in range(6))
 #: Linux BPF_MAX_LOOPS (include/linux/bpf.h), the may_goto budget.
 BPF_MAX_LOOPS = 8 * 1024 * 1024
 DEFAULT_BUDGET = 1_000_000
+#: Linux MAX_TAIL_CALL_CNT (include/linux/bpf.h) since v5.17 (commit ebf7f6f0a6cd: 32 -> 33).
+MAX_TAIL_CALL_CNT = 33
+#: Kernels before about 2025 count a tail call into an empty prog-array slot against the limit;
+#: newer ones test the slot first (formats-and-corpora.md §7). Cases choose with the
+#: ``empty_slot_consumes_budget`` option.
+EMPTY_SLOT_CONSUMES_BUDGET = False
+#: Where ``lddw`` src 4 (BPF_PSEUDO_FUNC) points: FUNC_BASE + 8 * absolute pc of the function.
+FUNC_BASE = 0x0000_7E00_0000_0000
 
 Step = Callable[[], int]
+#: Linux BPF_MAP_TYPE_PROG_ARRAY.
+MAP_TYPE_PROG_ARRAY = 3
 
 
 class Fault(Exception):
@@ -68,7 +94,8 @@ class _Exit(Exception):
 class Machine:
     """The state of one run: registers, memory, call frames and the deterministic environment."""
 
-    __slots__ = ("regs", "env", "memory", "frames", "helpers", "may_goto_left", "helper_calls")
+    __slots__ = ("regs", "env", "memory", "frames", "helpers", "may_goto_left", "helper_calls",
+                 "bases", "tail_calls", "empty_slot_consumes_budget")
 
     def __init__(self, env: Environment, helpers: HelperTable) -> None:
         self.regs: list[int] = [0] * 11
@@ -78,6 +105,9 @@ class Machine:
         self.helpers = helpers
         self.may_goto_left = BPF_MAX_LOOPS
         self.helper_calls: list[tuple[int, tuple[int, ...], int]] = []
+        self.bases: dict[str, int] = {}  # program name -> pc of its first step
+        self.tail_calls = 0
+        self.empty_slot_consumes_budget = EMPTY_SLOT_CONSUMES_BUDGET
 
 
 def _signed(value: int, bits: int) -> int:
@@ -287,10 +317,32 @@ def _atomic(i: Insn, pc: int, m: Machine) -> Step:
 
 
 def _lddw(i: Insn, pc: int, m: Machine) -> Step:
-    """64-bit immediate load (RFC 9669 §5.4); pseudo sources need a program environment."""
-    r, d, k, nxt = m.regs, i.dst, i.imm, pc + 2
-    if i.src != 0:
-        return _unsupported(f"lddw with src {i.src} ({i.op.name}) needs maps, which this run has none of")
+    """64-bit immediate load (RFC 9669 §5.4), with the pseudo sources resolved against the maps
+    of the run: map_fd (1) and map_idx (5) give the map's handle, map_value (2) and
+    map_idx_value (6) the address of element 0's value plus the offset in the upper imm, func (4)
+    a code address for callbacks."""
+    r, d, nxt = m.regs, i.dst, pc + 2
+    src, lo, hi = i.src, i.imm & 0xFFFFFFFF, i.imm >> 32
+    value: int | None = i.imm
+    if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE):
+        index = lo - FIRST_MAP_FD if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE) else lo
+        maps = m.env.maps
+        if not 0 <= index < len(maps):
+            what = f"fd {lo}" if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE) else f"index {lo}"
+            return _unsupported(f"lddw {i.op.name}: no map with {what} (the run has {len(maps)})")
+        bmap = maps[index]
+        if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
+            value = bmap.handle
+        else:
+            value = bmap.direct_value_address(hi)
+            if value is None:
+                return _unsupported(f"lddw {i.op.name}: map {bmap.spec.name!r} has no direct value "
+                                    f"at offset {hi}")
+    elif src == BPF_PSEUDO_FUNC:
+        value = FUNC_BASE + 8 * (pc + 1 + _signed(lo, 32))
+    elif src != 0:
+        return _unsupported(f"lddw {i.op.name} needs kernel BTF, which this run does not model")
+    k = value & M64
 
     def step() -> int:
         r[d] = k
@@ -380,10 +432,43 @@ def _call_helper(m: Machine, helper_id: int) -> int:
 
 def _call(i: Insn, pc: int, m: Machine) -> Step:
     helper_id, nxt = i.imm, pc + 1
+    if helper_id == BPF_FUNC_tail_call:
+        return _tail_call(i, pc, m)
 
     def step() -> int:
         _call_helper(m, helper_id)
         return nxt
+    return step
+
+
+def _tail_call(i: Insn, pc: int, m: Machine) -> Step:
+    """bpf_tail_call(ctx, prog_array, index): jump into another program, reusing this frame.
+
+    Linux order (kernel/bpf/core.c, JMP_TAIL_CALL): index >= max_entries -> fall through;
+    count >= MAX_TAIL_CALL_CNT -> fall through; empty slot -> fall through (counted first on
+    older kernels). On success r1 = ctx and execution continues at the target's first insn with
+    the same r10; after a fall-through r0..r5 are clobbered (the verifier marks them unreadable).
+    """
+    r, nxt, env = m.regs, pc + 1, m.env
+
+    def step() -> int:
+        bmap = env.map_by_handle(r[2])
+        if bmap is None or bmap.spec.type != MAP_TYPE_PROG_ARRAY:
+            raise Fault("tail_call", f"bpf_tail_call: r2 = {r[2]:#x} is not a prog array")
+        index = r[3] & M32
+        target = None
+        if index < bmap.spec.max_entries and m.tail_calls < MAX_TAIL_CALL_CNT:
+            name = bmap.program_at(index)
+            if name is not None or m.empty_slot_consumes_budget:
+                m.tail_calls += 1
+            if name is not None:
+                target = m.bases[name]
+        m.helper_calls.append((BPF_FUNC_tail_call, (r[1], r[2], r[3], r[4], r[5]), int(target is not None)))
+        r[0], r[2], r[3], r[4], r[5] = POISON[0], POISON[2], POISON[3], POISON[4], POISON[5]
+        if target is None:
+            r[1] = POISON[1]
+            return nxt
+        return target
     return step
 
 
@@ -459,19 +544,63 @@ _FAMILIES: dict[Kind, Callable[[Insn, int, Machine], Step]] = {
 assert set(_FAMILIES) == set(Kind), "every instruction family needs a step factory"
 
 
-def prepare(program: Sequence[Insn | None], m: Machine) -> list[Step]:
-    """Build one step per pc (lddw's second slot and the end of the program fault if reached)."""
-    def off_the_end() -> int:
-        raise Fault("pc_out_of_range", f"execution ran past the last instruction (pc {len(program)})")
+def prepare(programs: Sequence[tuple[str, Sequence[Insn | None]]], m: Machine) -> list[Step]:
+    """Build one step per pc for every program, laid out one after the other (``m.bases``).
 
+    Each program is followed by a step that faults if execution runs off its end; lddw's second
+    slot faults if reached.
+    """
     def middle_of_lddw() -> int:
         raise Fault("pc_out_of_range", "execution reached the second slot of an lddw")
 
     steps: list[Step] = []
-    for pc, insn in enumerate(program):
-        steps.append(middle_of_lddw if insn is None else _FAMILIES[insn.op.kind](insn, pc, m))
-    steps.append(off_the_end)
+    for name, program in programs:
+        base = len(steps)
+        m.bases[name] = base
+        for pc, insn in enumerate(program):
+            steps.append(middle_of_lddw if insn is None else _FAMILIES[insn.op.kind](insn, base + pc, m))
+        steps.append(_off_the_end(name, len(program)))
     return steps
+
+
+def _off_the_end(name: str, length: int) -> Step:
+    def step() -> int:
+        raise Fault("pc_out_of_range", f"execution ran past the last instruction of {name} (pc {length})")
+    return step
+
+
+def _execute(m: Machine, steps: list[Step], start: int, budget: int) -> Outcome:
+    """The run loop: call ``steps[pc]()`` until exit, a fault or the end of the budget."""
+    r = m.regs
+    pc = start
+    count = 0
+    error, message = oc.OK, ""
+    try:
+        while True:
+            count += 1
+            if count > budget:
+                count -= 1
+                error, message = oc.BUDGET, f"instruction budget of {budget} exhausted at pc {pc}"
+                break
+            pc = steps[pc]()
+    except _Exit:
+        pass
+    except Fault as f:
+        error, message = oc.fault(f.kind), f"pc {pc}: {f}"
+    except MemoryFault as f:
+        error, message = oc.fault(f.kind), f"pc {pc}: {f}"
+    env = m.env
+    return Outcome(error=error, r0=r[0] if error == oc.OK else None, regs=tuple(r),
+                   memory=m.memory.snapshot(), insn_count=count, exit_pc=_local_pc(m, pc),
+                   helper_calls=m.helper_calls, message=message,
+                   maps={bm.spec.name: bm.snapshot() for bm in env.maps},
+                   trace=[t.decode("latin-1") for t in env.trace])
+
+
+def _local_pc(m: Machine, pc: int) -> int:
+    """An absolute pc as the pc inside its program (single-program runs: unchanged)."""
+    base = max((b for b in m.bases.values() if b <= pc), default=0)
+    return pc - base
 
 
 def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = None, *,
@@ -494,25 +623,21 @@ def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = 
     if mem is not None:
         r[1], r[2] = MEM_BASE, len(mem)
     r[10] = STACK_TOP
-    steps = prepare(program, m)
+    steps = prepare([("main", program)], m)
+    return _execute(m, steps, 0, budget)
 
-    pc = 0
-    count = 0
-    error, message = oc.OK, ""
-    try:
-        while True:
-            count += 1
-            if count > budget:
-                count -= 1
-                error, message = oc.BUDGET, f"instruction budget of {budget} exhausted at pc {pc}"
-                break
-            pc = steps[pc]()
-    except _Exit:
-        pass
-    except Fault as f:
-        error, message = oc.fault(f.kind), f"pc {pc}: {f}"
-    except MemoryFault as f:
-        error, message = oc.fault(f.kind), f"pc {pc}: {f}"
-    return Outcome(error=error, r0=r[0] if error == oc.OK else None, regs=tuple(r),
-                   memory=m.memory.snapshot(), insn_count=count, exit_pc=pc,
-                   helper_calls=m.helper_calls, message=message)
+
+def run_programs(programs: Sequence[tuple[str, Sequence[Insn | None]]], entry: str, env: Environment, *,
+                 r1: int = 0, r2: int = 0, budget: int = DEFAULT_BUDGET,
+                 helpers: HelperTable = DEFAULT_HELPERS,
+                 empty_slot_consumes_budget: bool = EMPTY_SLOT_CONSUMES_BUDGET) -> Outcome:
+    """Run ``entry`` of a set of programs sharing ``env`` (its maps already created and filled).
+
+    This is the run of a whole-program case: tail calls may move between the programs.
+    """
+    m = Machine(env, helpers)
+    m.empty_slot_consumes_budget = empty_slot_consumes_budget
+    m.regs[1], m.regs[2] = r1 & M64, r2 & M64
+    m.regs[10] = STACK_TOP
+    steps = prepare(programs, m)
+    return _execute(m, steps, m.bases[entry], budget)

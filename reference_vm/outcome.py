@@ -52,6 +52,9 @@ class Outcome:
     exit_pc: int | None = None
     message: str = ""
     helper_calls: list[tuple[int, tuple[int, ...], int]] = field(default_factory=list)
+    maps: dict[str, Any] = field(default_factory=dict)  # map name -> snapshot (see BpfMap.snapshot)
+    ringbuf: dict[str, list[str]] = field(default_factory=dict)  # map -> records (hex) a consumer sees
+    trace: list[str] = field(default_factory=list)  # bpf_trace_printk lines
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,4 +77,7 @@ class Outcome:
             "exit_pc": self.exit_pc,
             "message": self.message,
             "helper_calls": [[h, list(a), r] for h, a, r in self.helper_calls],
+            "maps": self.maps,
+            "ringbuf": self.ringbuf,
+            "trace": self.trace,
         }

@@ -1,8 +1,9 @@
 """``bpfcheck``: the command line.
 
 Subcommands: ``run`` (cases × targets, :mod:`conformance.runner`), ``plugin`` (our interpreter
-as a bpf_conformance plugin, :mod:`conformance.plugin_main`), ``asm`` / ``disasm`` (thin
-wrappers over :mod:`reference_vm.asm`) and ``list-targets``.
+as a bpf_conformance plugin, :mod:`conformance.plugin_main`), ``record`` (kernel answers written
+into case files, :mod:`conformance.record`), ``asm`` / ``disasm`` (thin wrappers over
+:mod:`reference_vm.asm`) and ``list-targets``.
 
 Every :class:`~reference_vm.errors.BpfCheckError` (bad case file, bad option, invalid
 encoding) ends the program with one line ``bpfcheck: file:line: message`` on stderr and exit
@@ -82,6 +83,18 @@ def _build_parser() -> argparse.ArgumentParser:
     disasm.add_argument("file", metavar="FILE")
     disasm.add_argument("--dialect", choices=("ubpf", "llvm"), default="ubpf")
 
+    from .record import DESCRIPTION as RECORD_DESCRIPTION
+    from .record import HELP as RECORD_HELP
+    from .record import add_arguments as record_arguments
+
+    record_arguments(sub.add_parser("record", help=RECORD_HELP, description=RECORD_DESCRIPTION))
+
+    from reports.command import DESCRIPTION as REPORT_DESCRIPTION
+    from reports.command import HELP as REPORT_HELP
+    from reports.command import add_arguments as report_arguments
+
+    report_arguments(sub.add_parser("report", help=REPORT_HELP, description=REPORT_DESCRIPTION))
+
     sub.add_parser("list-targets", help="list the known targets")
     return parser
 
@@ -99,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "conformance":
             return _cmd_conformance(args)
+        if args.command == "record":
+            from .record import cmd_record
+
+            return cmd_record(args)
+        if args.command == "report":
+            return _cmd_report(args)
         if args.command == "asm":
             return _cmd_asm(args)
         if args.command == "disasm":
@@ -196,11 +215,18 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     targets, unavailable = [], []
     for name in args.target or sorted(BUILTIN):
         try:
-            targets.append(get_target(name))
+            target = get_target(name)
         except UsageError as e:
             if args.target:
                 raise
             unavailable.append(e.message)
+            continue
+        reason_fn = getattr(target, "unavailable_reason", None)
+        reason = reason_fn() if reason_fn is not None else None
+        if reason is not None and not args.target:
+            unavailable.append(f"{name}: {reason}")  # e.g. no bpf() here: not a failure of the job
+            continue
+        targets.append(target)
     for reason in unavailable:
         print(f"bpfcheck: skipped target: {reason}", file=sys.stderr)
     names = [t.name for t in targets]
@@ -219,12 +245,23 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     doc_text = rp.to_json(report)
     _write(str(out / "results.json"), doc_text.encode())
     _write(str(out / "junit.xml"), rp.to_junit(report))
-    _write(str(out / "summary.md"), render_summary(json.loads(doc_text)).encode())
+    doc = json.loads(doc_text)
+    _write(str(out / "summary.md"), render_summary(doc).encode())
+    from reports.html import render_html
+
+    _write(str(out / "report.html"), render_html(doc).encode())
     for name in names:
         print(f"{name}: {rn.summary_line(report.counts(name))}")
     print(f"report: {out.resolve()}")
     print(rn.summary_line(report.counts()), flush=True)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Render a stored run document, or compare two (:mod:`reports.command`)."""
+    from reports.command import cmd_report
+
+    return cmd_report(args)
 
 
 def _write(path: str | None, data: bytes) -> None:

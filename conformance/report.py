@@ -2,16 +2,25 @@
 
 Both are deterministic: results in load order (cases) × command-line order (targets), sorted
 keys, no timestamps or durations, so two runs of the same inputs give identical bytes.
+
+The JSON document is the source of truth; every other format is rendered from it by
+:mod:`reports` (JUnit: :mod:`reports.junit`, Markdown, HTML), so a stored run can be rendered
+again (``bpfcheck report RUN.json``). Fields added to schema v1 since it was first written
+(never renamed): per result ``program_hex`` (the program bytes), ``topic`` (the case's seed
+topic: its folder under ``corpora/``), ``provenance`` (where the expectation comes from) and
+``outcome.native`` (native code, when the target reports ``Outcome.extra["native"]``).
 """
 
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Any
 
-from .runner import Result, RunReport, Verdict, state_lines, summary_line
+from reports.document import provenance_of_data_file, topic_of_path
+from reports.junit import render_junit
+
+from .runner import Result, RunReport, Verdict, summary_line
 
 SCHEMA = "bpfcheck.run"
 SCHEMA_VERSION = 1
@@ -28,14 +37,41 @@ def result_json(r: Result) -> dict[str, Any]:
     return {
         "case": r.case.name,
         "path": r.case.path,
+        "topic": case_topic(r.case),
+        "provenance": case_provenance(r.case),
+        "program_hex": r.case.program_bytes().hex(),
         "target": r.target,
         "verdict": r.verdict.value,
         "message": r.message,
         "expected": r.case.expected_json(),
         "requires": {"groups": sorted(g.value for g in r.case.groups), "cpu": f"v{r.case.cpu}"},
-        "outcome": r.outcome.to_json() if r.outcome is not None else None,
+        "outcome": _outcome_json(r),
         "divergence": r.divergence.to_json() if r.divergence is not None else None,
     }
+
+
+def case_topic(case: Any) -> str:
+    """A case's seed topic: its own ``topic`` (YAML cases), else its folder under ``corpora/``."""
+    return str(getattr(case, "topic", "") or topic_of_path(case.path))
+
+
+def case_provenance(case: Any) -> dict[str, str]:
+    """Where the expectation comes from: the case's ``provenance`` mapping (YAML cases), else the
+    ``.data`` file's ``# expected:`` comment, else the bpf_conformance corpus."""
+    own = getattr(case, "provenance", None)
+    if own:
+        return {str(k): str(v) for k, v in sorted(dict(own).items())}
+    return provenance_of_data_file(case.path)
+
+
+def _outcome_json(r: Result) -> dict[str, Any] | None:
+    if r.outcome is None:
+        return None
+    out = r.outcome.to_json()
+    native = r.outcome.extra.get("native")
+    if native is not None:
+        out["native"] = native.hex() if isinstance(native, (bytes, bytearray)) else native
+    return out
 
 
 def to_json(report: RunReport) -> str:
@@ -58,43 +94,5 @@ def to_json(report: RunReport) -> str:
 
 
 def to_junit(report: RunReport) -> bytes:
-    """JUnit XML: a testsuite per target, a testcase per case × target.
-
-    FAIL and XPASS are ``<failure>``, ERROR is ``<error>``, SKIP and XFAIL are ``<skipped>``
-    (as pytest's own JUnit report writes xfail).
-    """
-    counts = report.counts()
-    root = ET.Element("testsuites", _suite_attrs("bpfcheck", counts))
-    for target in report.targets:
-        suite = ET.SubElement(root, "testsuite", _suite_attrs(target, report.counts(target)))
-        for r in (r for r in report.results if r.target == target):
-            case = ET.SubElement(suite, "testcase", {"classname": target, "name": r.case.name,
-                                                     "file": r.case.path})
-            if r.verdict in (Verdict.FAIL, Verdict.XPASS):
-                el = ET.SubElement(case, "failure", {"type": r.verdict.value, "message": r.message})
-                el.text = _detail(r)
-            elif r.verdict is Verdict.ERROR:
-                el = ET.SubElement(case, "error", {"type": "ERROR", "message": r.message})
-                el.text = _detail(r)
-            elif r.verdict in (Verdict.SKIP, Verdict.XFAIL):
-                prefix = "xfail: " if r.verdict is Verdict.XFAIL else ""
-                ET.SubElement(case, "skipped", {"type": r.verdict.value, "message": prefix + r.message})
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
-
-
-def _suite_attrs(name: str, counts: Counter[Verdict]) -> dict[str, str]:
-    return {
-        "name": name,
-        "tests": str(sum(counts.values())),
-        "failures": str(counts[Verdict.FAIL] + counts[Verdict.XPASS]),
-        "errors": str(counts[Verdict.ERROR]),
-        "skipped": str(counts[Verdict.SKIP] + counts[Verdict.XFAIL]),
-    }
-
-
-def _detail(r: Result) -> str:
-    lines = [f"case: {r.case.path}", f"expected: {r.case.describe_expectation()}"]
-    if r.outcome is not None:
-        lines += ["actual final state:", *("  " + line for line in state_lines(r.outcome))]
-    return "\n".join(lines)
+    """JUnit XML, rendered from the JSON document by :func:`reports.junit.render_junit`."""
+    return render_junit(json.loads(to_json(report)))

@@ -40,6 +40,33 @@ def rejected(reason: str) -> str:
     return f"rejected:{reason}"
 
 
+def memory_json(data: bytes) -> dict[str, Any]:
+    """A region's contents, losslessly and compactly: its size and the runs of non-zero bytes
+    (runs closer than 8 bytes are merged), everything else being zero."""
+    runs: list[list[Any]] = []
+    i, n = 0, len(data)
+    while i < n:
+        if not data[i]:
+            i += 1
+            continue
+        start = end = i
+        while i < n and (data[i] or any(data[i:i + 8])):
+            if data[i]:
+                end = i + 1
+            i += 1
+        runs.append([start, data[start:end].hex()])
+    return {"size": n, "nonzero": runs}
+
+
+def memory_from_json(doc: dict[str, Any]) -> bytes:
+    """The inverse of :func:`memory_json`."""
+    out = bytearray(doc["size"])
+    for start, hexdata in doc["nonzero"]:
+        chunk = bytes.fromhex(hexdata)
+        out[start:start + len(chunk)] = chunk
+    return bytes(out)
+
+
 @dataclass(slots=True)
 class Outcome:
     """Full final state of one run. Fields a target cannot observe stay ``None``."""
@@ -72,7 +99,7 @@ class Outcome:
             "error": self.error,
             "r0": self.r0,
             "regs": list(self.regs) if self.regs is not None else None,
-            "memory": {k: v.hex() for k, v in sorted(self.memory.items())},
+            "memory": {k: memory_json(v) for k, v in sorted(self.memory.items())},
             "insn_count": self.insn_count,
             "exit_pc": self.exit_pc,
             "message": self.message,

@@ -1,8 +1,9 @@
-"""Thin ctypes wrappers over ``bpf(2)``: just enough to load a program and TEST_RUN it.
+"""Thin ctypes wrappers over ``bpf(2)``: load programs, TEST_RUN them, create and mmap maps.
 
 Layouts of ``union bpf_attr`` (168 bytes on Linux 6.18) are in
 ../shared/reference/kernel-oracle.md §2; the kernel requires every byte past the command's
-last field to be zero, so each call packs into a fresh zeroed buffer.
+last field to be zero (``CHECK_ATTR``), so each call packs into a fresh zeroed buffer.
+Constants are from §3 (``include/uapi/linux/bpf.h``). No libbpf, no bcc.
 """
 
 from __future__ import annotations
@@ -17,22 +18,73 @@ from dataclasses import dataclass
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
 ATTR_SIZE = 168
+
+# Commands (kernel-oracle.md §2).
+BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
+
+# Program types, attach types, map types and flags (kernel-oracle.md §3).
 BPF_PROG_TYPE_SOCKET_FILTER = 1
+BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_PROG_TYPE_TRACING = 26
+BPF_PROG_TYPE_SYSCALL = 31
+BPF_TRACE_FENTRY = 24
+BPF_MAP_TYPE_ARRAY = 2
+BPF_F_MMAPABLE = 1 << 10
+BPF_F_SLEEPABLE = 1 << 4
+
 ENOTSUPP = 524  # kernel-internal errno that leaks to user space (unknown to os.strerror)
+#: Largest verifier log buffer we ever pass (the kernel caps log_size at UINT_MAX >> 2).
+MAX_LOG_SIZE = 1 << 28
+DEFAULT_LOG_SIZE = 1 << 20
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+
+
+def errno_name(err: int) -> str:
+    """``EINVAL`` for 22; ``ENOTSUPP`` for the kernel-internal 524 (kernel-oracle.md P14)."""
+    return "ENOTSUPP" if err == ENOTSUPP else errno.errorcode.get(err, str(err))
+
+
+#: State dumps the verifier prints after some messages (``infinite loop detected at insn 1``).
+_STATE_DUMPS = ("cur state:", "old state:")
+
+
+def log_message(log: str) -> str:
+    """The verifier's message: the last-but-one line of a level-1 log (kernel-oracle.md §9).
+
+    The last line is always ``processed N insns ...``. State dumps that follow a message
+    (``cur state:`` / ``old state:`` after ``infinite loop detected at insn N``) are skipped.
+    """
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    if lines and lines[-1].startswith("processed "):
+        lines.pop()
+    while lines and lines[-1].startswith(_STATE_DUMPS):
+        lines.pop()
+    return lines[-1] if lines else ""
 
 
 class BpfError(OSError):
     """A failed bpf() command, with the verifier log when there is one."""
 
     def __init__(self, cmd: str, err: int, log: str = "") -> None:
-        name = "ENOTSUPP" if err == ENOTSUPP else errno.errorcode.get(err, str(err))
+        name = errno_name(err)
         super().__init__(err, f"{cmd}: {name}" + (f": {log.strip().splitlines()[-2:]}" if log else ""))
+        self.cmd = cmd
         self.log = log
+
+    @property
+    def errno_name(self) -> str:
+        return errno_name(self.errno or 0)
+
+    @property
+    def message(self) -> str:
+        """The verifier message (last-but-one log line), or ``""`` without a log."""
+        return log_message(self.log)
 
 
 def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
@@ -44,24 +96,62 @@ def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
     return int(ret)
 
 
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
+    """MAP_CREATE; returns the map fd (the caller closes it) or raises :class:`BpfError`."""
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into("<IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    fd = _bpf(BPF_MAP_CREATE, attr)
+    if fd < 0:
+        raise BpfError("BPF_MAP_CREATE", -fd)
+    return fd
+
+
+def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array[ctypes.c_char],
+               prog_type: int, level: int, size: int, prog_flags: int, expected_attach_type: int,
+               attach_btf_id: int) -> tuple[int, str, int]:
+    """One PROG_LOAD: ``(fd or -errno, log text, log_true_size)``."""
+    log = ctypes.create_string_buffer(size) if size else None
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into("<IIQQIIQ", attr, 0, prog_type, count, ctypes.addressof(insns),
+                     ctypes.addressof(lic), level, size, ctypes.addressof(log) if log else 0)
+    struct.pack_into("<I", attr, 44, prog_flags)
+    struct.pack_into("<I", attr, 68, expected_attach_type)
+    struct.pack_into("<I", attr, 108, attach_btf_id)
+    fd = _bpf(BPF_PROG_LOAD, attr)
+    true_size, = struct.unpack_from("<I", attr, 140)
+    text = log.value.decode(errors="replace") if log else ""
+    return fd, text, true_size
+
+
 def prog_load(insns: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER, *, license: bytes = b"GPL",
-              log_size: int = 0, prog_flags: int = 0) -> int:
-    """PROG_LOAD; on failure retry once with a log (kernel-oracle.md P7) and raise BpfError."""
+              log_size: int = 0, prog_flags: int = 0, expected_attach_type: int = 0,
+              attach_btf_id: int = 0) -> int:
+    """PROG_LOAD without a log; on failure reload with ``log_level=1`` and raise :class:`BpfError`.
+
+    Logging costs 2–3x the load time (kernel-oracle.md P7), so the log is asked for only
+    after a failure, as libbpf does. The raised error carries the errno of the log-less
+    load. A log buffer that is too small replaces the verifier's errno with ENOSPC
+    (``bpf_vlog_finalize``), so the reload is repeated once with ``log_true_size`` bytes.
+    """
     prog = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license)
-    for level in ((0, 1) if not log_size else (1,)):
-        size = (log_size or (1 << 20)) if level else 0
-        log = ctypes.create_string_buffer(size) if size else None
-        attr = ctypes.create_string_buffer(ATTR_SIZE)
-        struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(insns) // 8, ctypes.addressof(prog),
-                         ctypes.addressof(lic), level, size, ctypes.addressof(log) if log else 0)
-        struct.pack_into("<I", attr, 44, prog_flags)
-        fd = _bpf(BPF_PROG_LOAD, attr)
+    args = (prog, len(insns) // 8, lic, prog_type)
+    extra = (prog_flags, expected_attach_type, attach_btf_id)
+    first_errno = 0
+    if not log_size:
+        fd, _, _ = _load_once(*args, 0, 0, *extra)
         if fd >= 0:
             return fd
-        if level:
-            raise BpfError("BPF_PROG_LOAD", -fd, log.value.decode(errors="replace") if log else "")
-    raise AssertionError("unreachable")
+        first_errno = -fd
+    size = log_size or DEFAULT_LOG_SIZE
+    fd, log, true_size = _load_once(*args, 1, size, *extra)
+    if fd == -errno.ENOSPC and size < true_size <= MAX_LOG_SIZE:
+        fd, log, true_size = _load_once(*args, 1, true_size, *extra)
+    if fd >= 0:
+        if not first_errno:  # an explicit log_size was asked for and the load succeeded
+            return fd
+        os.close(fd)  # only the log-less load failed: report its errno anyway
+    raise BpfError("BPF_PROG_LOAD", first_errno or -fd, log)
 
 
 @dataclass
@@ -71,7 +161,7 @@ class TestRun:
 
 
 def prog_test_run(fd: int, data: bytes = bytes(64), repeat: int = 1) -> TestRun:
-    """BPF_PROG_TEST_RUN with packet data (skb program types need >= 14 bytes)."""
+    """BPF_PROG_TEST_RUN with packet data (skb program types need >= 14 bytes, P4)."""
     din = ctypes.create_string_buffer(data, len(data))
     attr = ctypes.create_string_buffer(ATTR_SIZE)
     struct.pack_into("<IIIIQQI", attr, 0, fd, 0, len(data), 0, ctypes.addressof(din), 0, repeat)
@@ -81,6 +171,20 @@ def prog_test_run(fd: int, data: bytes = bytes(64), repeat: int = 1) -> TestRun:
     retval, = struct.unpack_from("<I", attr, 4)
     duration, = struct.unpack_from("<I", attr, 36)
     return TestRun(retval, duration)
+
+
+def prog_test_run_ctx(fd: int, ctx: bytes) -> tuple[TestRun, bytes]:
+    """TEST_RUN of a SYSCALL program: ``ctx`` is r1, copied back into the buffer (P2)."""
+    buf = ctypes.create_string_buffer(ctx, len(ctx))
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into("<I", attr, 0, fd)
+    struct.pack_into("<I", attr, 40, len(ctx))
+    struct.pack_into("<Q", attr, 48, ctypes.addressof(buf))
+    ret = _bpf(BPF_PROG_TEST_RUN, attr)
+    if ret < 0:
+        raise BpfError("BPF_PROG_TEST_RUN", -ret)
+    retval, = struct.unpack_from("<I", attr, 4)
+    return TestRun(retval, 0), buf.raw
 
 
 def probe() -> str | None:

@@ -23,6 +23,7 @@ from ..case import Case
 #: name -> "module:attribute" of a class (or factory) taking no arguments.
 BUILTIN: dict[str, str] = {
     "interpreter": "conformance.targets.interpreter:InterpreterTarget",
+    "kernel": "conformance.targets.kernel:KernelTarget",
 }
 PLUGIN_PREFIX = "plugin:"
 ENTRY_POINT_GROUP = "bpfcheck.targets"

@@ -7,6 +7,13 @@ the same regions at the same addresses so that pointers (and their bugs) agree.
 
 Addresses are user-space canonical 64-bit addresses above 4 GiB, so that truncating a pointer
 to 32 bits always lands outside every region.
+
+A region may be *joined* to the region that starts where it ends (``Region.joins_next``): an
+access that runs off its end continues there. The ring buffer (:mod:`reference_vm.ringbuf`)
+uses this for its data area, which Linux maps twice back to back (kernel/bpf/ringbuf.c
+``bpf_ringbuf_area_alloc``): the mirror region's ``data`` is a ``memoryview`` of the first, and
+a misaligned access that straddles the boundary reads and writes both halves as one. Only the
+fault path looks at joins, so ordinary accesses cost nothing extra.
 """
 
 from __future__ import annotations
@@ -45,8 +52,9 @@ class Region:
 
     name: str
     start: int
-    data: bytearray
+    data: bytearray | memoryview
     writable: bool = True
+    joins_next: bool = False  # an access may run from this region's end into the next one
 
     @property
     def end(self) -> int:
@@ -79,32 +87,85 @@ class Memory:
             off = addr - r.start
             if 0 <= off and off + size <= len(r.data):
                 return r, off
+        raise self._fault(addr, size, kind)
+
+    def _fault(self, addr: int, size: int, kind: str) -> MemoryFault:
         near = min(self.regions, key=lambda r: min(abs(addr - r.start), abs(addr - r.end)), default=None)
         detail = f" (nearest region {near.name} [{near.start:#x}, {near.end:#x}))" if near else ""
-        raise MemoryFault(kind, addr, size, detail)
+        return MemoryFault(kind, addr, size, detail)
+
+    def _joined(self, addr: int, size: int, kind: str) -> list[tuple[Region, int, int]]:
+        """The pieces (region, offset, length) of an access that crosses a ``joins_next`` boundary.
+
+        Only called once :meth:`_locate` has failed; re-raises its fault unless every byte of the
+        access lies in a chain of joined regions (and, for writes, writable ones).
+        """
+        pieces: list[tuple[Region, int, int]] = []
+        at, left = addr, size
+        r = next((r for r in self.regions if r.start <= at < r.end), None)
+        while r is not None and left > 0:
+            n = min(left, r.end - at)
+            pieces.append((r, at - r.start, n))
+            at, left = at + n, left - n
+            if left and not r.joins_next:
+                break
+            r = next((q for q in self.regions if q.start == at), None) if left else None
+        if left or len(pieces) < 2:
+            raise self._fault(addr, size, kind)
+        if kind == "oob_write":
+            for r, _, _ in pieces:
+                if not r.writable:
+                    raise MemoryFault(kind, addr, size, f" (region {r.name} is read-only)")
+        return pieces
+
+    def _read_joined(self, addr: int, size: int) -> bytes:
+        return b"".join(bytes(r.data[off:off + n]) for r, off, n in self._joined(addr, size, "oob_read"))
+
+    def _write_joined(self, addr: int, data: bytes) -> None:
+        done = 0
+        for r, off, n in self._joined(addr, len(data), "oob_write"):
+            r.data[off:off + n] = data[done:done + n]
+            done += n
 
     def load(self, addr: int, size: int) -> int:
         """Unsigned little-endian load of 1, 2, 4 or 8 bytes."""
-        r, off = self._locate(addr, size, "oob_read")
+        try:
+            r, off = self._locate(addr, size, "oob_read")
+        except MemoryFault:
+            return int.from_bytes(self._read_joined(addr, size), "little")
         return _UNPACK[size].unpack_from(r.data, off)[0]
 
     def load_signed(self, addr: int, size: int) -> int:
-        r, off = self._locate(addr, size, "oob_read")
+        try:
+            r, off = self._locate(addr, size, "oob_read")
+        except MemoryFault:
+            return int.from_bytes(self._read_joined(addr, size), "little", signed=True)
         return _SIGNED[size].unpack_from(r.data, off)[0]
 
     def store(self, addr: int, size: int, value: int) -> None:
         """Little-endian store of the low ``size`` bytes of ``value``."""
-        r, off = self._locate(addr, size, "oob_write")
+        try:
+            r, off = self._locate(addr, size, "oob_write")
+        except MemoryFault:
+            self._write_joined(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+            return
         if not r.writable:
             raise MemoryFault("oob_write", addr, size, f" (region {r.name} is read-only)")
         _UNPACK[size].pack_into(r.data, off, value & ((1 << (8 * size)) - 1))
 
     def read_bytes(self, addr: int, size: int) -> bytes:
-        r, off = self._locate(addr, size, "oob_read")
+        try:
+            r, off = self._locate(addr, size, "oob_read")
+        except MemoryFault:
+            return self._read_joined(addr, size)
         return bytes(r.data[off:off + size])
 
     def write_bytes(self, addr: int, data: bytes) -> None:
-        r, off = self._locate(addr, len(data), "oob_write")
+        try:
+            r, off = self._locate(addr, len(data), "oob_write")
+        except MemoryFault:
+            self._write_joined(addr, data)
+            return
         if not r.writable:
             raise MemoryFault("oob_write", addr, len(data), f" (region {r.name} is read-only)")
         r.data[off:off + len(data)] = data

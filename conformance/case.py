@@ -24,6 +24,7 @@ from reference_vm.insn import RawInsn, decode_program
 from reference_vm.isa import GROUP_IMPLIES, Group
 
 from .data_file import DataCase, load_data_file
+from .yaml_case import YamlCase, load_yaml_cases
 
 #: What a program needs at the least: every program ends with ``exit`` (base32, v1).
 BASE_GROUPS = frozenset({Group.BASE32})
@@ -49,6 +50,8 @@ class Case:
     groups: frozenset[Group] = BASE_GROUPS
     cpu: int = BASE_CPU
     encoding_error: str | None = None  # why the program does not decode, if it does not
+    whole: YamlCase | None = None  # a whole-program case (docs/case-format.md): maps, programs, ...
+    topic: str = ""
 
     @property
     def expects_error(self) -> bool:
@@ -123,7 +126,7 @@ def find_case_files(paths: list[str]) -> list[str]:
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*.data") if f.is_file())
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_case_file(f))
         elif p.is_file():
             found = [arg]
         else:
@@ -131,7 +134,8 @@ def find_case_files(paths: list[str]) -> list[str]:
             found = []
             for m in matches:
                 mp = Path(m)
-                found += sorted(str(f) for f in mp.rglob("*.data") if f.is_file()) if mp.is_dir() else [m]
+                found += (sorted(str(f) for f in mp.rglob("*") if f.is_file() and is_case_file(f))
+                          if mp.is_dir() else [m])
             if not matches and not glob.has_magic(arg):
                 raise UsageError(f"no such file or directory: {arg}")
         if not found:
@@ -144,6 +148,50 @@ def find_case_files(paths: list[str]) -> list[str]:
     return out
 
 
+def is_case_file(path: Path) -> bool:
+    """``.data`` files, and YAML files of whole-program cases (a top-level ``cases:`` mapping).
+
+    Other YAML files in a corpus folder (the BTF corpus' lists, divergence files) are not
+    runner cases and are passed over.
+    """
+    if path.suffix == ".data":
+        return True
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return line.startswith("cases:")
+    except OSError:
+        return False
+    return False
+
+
+def case_from_yaml(case: YamlCase) -> Case:
+    """A runner :class:`Case` for a whole-program case: requirements from all its programs."""
+    from .wholeprog import assembled
+
+    programs = assembled(case)
+    slots = [slot for prog in programs.values() for insn in prog if insn is not None for slot in insn.raw()]
+    groups, cpu, _ = requirements(slots)
+    e = case.expect
+    expect_error = None
+    if e.error not in (None, "ok"):
+        expect_error = e.error
+    elif e.verifier is not None and e.verifier.get("verdict") == "reject":
+        expect_error = "rejected"
+    return Case(name=case.name, path=case.path, program=tuple(slots), mem=case.mem,
+                expect_r0=e.r0 if expect_error is None else None, expect_error=expect_error,
+                groups=groups, cpu=cpu, whole=case, topic=case.topic)
+
+
 def load_cases(paths: list[str]) -> list[Case]:
     """Load every case under ``paths``; format and assembly errors raise with ``file:line``."""
-    return [load_case(f) for f in find_case_files(paths)]
+    out: list[Case] = []
+    for f in find_case_files(paths):
+        if f.endswith(".data"):
+            out.append(load_case(f))
+        else:
+            out.extend(case_from_yaml(c) for c in load_yaml_cases(f))
+    return out

@@ -206,7 +206,13 @@ def compare(case: Case, outcome: Outcome, exact_errors: bool) -> tuple[Verdict, 
         if not _error_text_matches(case.expect_error, outcome, exact_errors):
             return Verdict.FAIL, f"expected error {case.expect_error!r}, got {describe_outcome(outcome)!r}"
         return Verdict.PASS, ""
-    if outcome.ok and outcome.r0 == case.expect_r0:
+    if outcome.ok and (case.expect_r0 is None or outcome.r0 == case.expect_r0):
+        if case.whole is not None:
+            from .wholeprog import check_state
+
+            difference = check_state(case.whole, outcome)
+            if difference is not None:
+                return Verdict.FAIL, difference
         return Verdict.PASS, ""
     return Verdict.FAIL, f"expected {expected}, got {describe_outcome(outcome)}"
 

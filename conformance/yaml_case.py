@@ -120,7 +120,8 @@ class _Reader:
 
     # --- typed accessors -----------------------------------------------------------------
 
-    def mapping(self, node: Node, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Node]:
+    def mapping(self, node: Node, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+                ) -> dict[str, Node]:
         if not isinstance(node.value, dict):
             raise self.fail(node, f"expected a mapping, got {type(node.value).__name__}")
         unknown = set(node.value) - allowed

@@ -217,4 +217,12 @@ class HelperTable:
         return HelperTable(MappingProxyType(merged))
 
 
-DEFAULT_HELPERS = HelperTable(MappingProxyType({d.id: d for d in _DEFS}))
+def _default_table() -> HelperTable:
+    """This module's helpers plus the map and ring buffer helpers (:mod:`.helpers_maps`, which
+    builds on :class:`HelperDef` above and is therefore imported here, not at the top)."""
+    from .helpers_maps import MAP_HELPERS
+
+    return HelperTable(MappingProxyType({d.id: d for d in (*_DEFS, *MAP_HELPERS)}))
+
+
+DEFAULT_HELPERS = _default_table()

@@ -342,6 +342,7 @@ def _lddw(i: Insn, pc: int, m: Machine) -> Step:
         value = FUNC_BASE + 8 * (pc + 1 + _signed(lo, 32))
     elif src != 0:
         return _unsupported(f"lddw {i.op.name} needs kernel BTF, which this run does not model")
+    assert value is not None
     k = value & M64
 
     def step() -> int:

@@ -15,11 +15,10 @@ import os
 import struct
 from dataclasses import dataclass
 
-from conformance.kernel.syscall import ATTR_SIZE, ENOTSUPP, _bpf
+from conformance.kernel.syscall import ATTR_SIZE, MAX_LOG_SIZE, _bpf, errno_name
 
 BPF_BTF_LOAD = 18
 LOG_SIZE = 4 << 20
-_LOG_SIZE_MAX = (0xFFFFFFFF >> 2)  # bpf_vlog_init: len_total > UINT_MAX >> 2 is EINVAL
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,7 @@ class BtfLoad:
 
     @property
     def errno_name(self) -> str:
-        if self.errno == 0:
-            return "OK"
-        return "ENOTSUPP" if self.errno == ENOTSUPP else errno.errorcode.get(self.errno, str(self.errno))
+        return "OK" if self.errno == 0 else errno_name(self.errno)
 
     @property
     def message(self) -> str:
@@ -65,7 +62,7 @@ def btf_load(blob: bytes) -> BtfLoad:
     size = LOG_SIZE
     while True:
         ret, text = btf_load_raw(blob, log_size=size)
-        if ret == -errno.ENOSPC and size < _LOG_SIZE_MAX // 4:
+        if ret == -errno.ENOSPC and size * 8 <= MAX_LOG_SIZE:
             size *= 8
             continue
         break

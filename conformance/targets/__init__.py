@@ -23,6 +23,8 @@ from ..case import Case
 #: name -> "module:attribute" of a class (or factory) taking no arguments.
 BUILTIN: dict[str, str] = {
     "interpreter": "conformance.targets.interpreter:InterpreterTarget",
+    "jit-x86_64": "conformance.targets.jit:X86_64Target",
+    "jit-arm64": "conformance.targets.jit:Arm64Target",
     "kernel": "conformance.targets.kernel:KernelTarget",
 }
 PLUGIN_PREFIX = "plugin:"

@@ -30,6 +30,10 @@ class InterpreterTarget:
         self.budget = budget
 
     def run(self, case: Case, timeout: float) -> Outcome:
+        if case.whole is not None:
+            from ..wholeprog import run_on_interpreter
+
+            return run_on_interpreter(case.whole, self.budget)
         try:
             program = decode_program(list(case.program))
         except EncodingError as e:

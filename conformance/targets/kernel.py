@@ -69,6 +69,8 @@ class KernelTarget:
         reason = self.unavailable_reason()
         if reason is not None:
             return f"kernel target unavailable: {reason}"
+        if case.whole is not None:
+            return "whole-program (YAML) cases are not wired to the kernel target yet"
         from ..kernel.harness import refusal
 
         return refusal(case)

@@ -1,0 +1,157 @@
+"""Running a whole-program (YAML) case: maps created and filled, programs assembled, one run.
+
+The steps are the same for every in-process engine (interpreter, JITs): :func:`assembled`
+turns the case's text into decoded programs with map and helper names as symbols,
+:func:`make_env` builds the :class:`~reference_vm.env.Environment` with every map created and
+filled as the case says, and :func:`finish` adds what a consumer sees of each ring buffer.
+:func:`check_state` compares the parts of an outcome a YAML expectation names (maps, ring
+buffer records, trace lines, memory).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference_vm.env import Environment
+from reference_vm.errors import CaseFormatError
+from reference_vm.helpers import DEFAULT_HELPERS
+from reference_vm.insn import Insn
+from reference_vm.memory import MEM_BASE, standard_memory
+from reference_vm.outcome import Outcome
+
+from .yaml_case import YamlCase, assemble_case
+
+
+def helper_symbols() -> dict[str, int]:
+    """Helper names a case's assembly may use for ``call`` (``bpf_map_lookup_elem`` …)."""
+    names = {h.name: h.id for h in DEFAULT_HELPERS.by_id.values()}
+    names.setdefault("bpf_tail_call", 12)
+    names.setdefault("bpf_loop", 181)
+    return names
+
+
+def assembled(case: YamlCase) -> dict[str, list[Insn | None]]:
+    return assemble_case(case, helper_symbols())
+
+
+def _key_bytes(key: int | str, size: int, case: YamlCase, map_name: str) -> bytes:
+    if isinstance(key, int):
+        try:
+            return key.to_bytes(size, "little")
+        except OverflowError:
+            raise CaseFormatError(f"map {map_name!r}: key {key} does not fit in {size} bytes",
+                                  file=case.path, line=case.line) from None
+    data = bytes.fromhex(key)
+    if len(data) != size:
+        raise CaseFormatError(f"map {map_name!r}: key {key!r} is {len(data)} bytes, key_size is {size}",
+                              file=case.path, line=case.line)
+    return data
+
+
+def make_env(case: YamlCase) -> Environment:
+    """An environment with the case's input memory and every map created and filled."""
+    from reference_vm.maps import BpfMap, MapError, MapSpec, MapType, add_map
+
+    ncpus = int(case.options.get("ncpus", 2))
+    env = Environment(standard_memory(case.mem), ncpus=ncpus)
+    by_name: dict[str, BpfMap] = {}
+    for m in case.maps:
+        inner = by_name[m.inner].spec if m.inner else None
+        try:
+            spec = MapSpec(m.name, MapType.parse(m.type), m.key_size, m.value_size, m.max_entries,
+                           m.flags, inner)
+            bmap = add_map(env, spec)
+        except MapError as e:
+            raise CaseFormatError(f"map {m.name!r}: {e.message}", file=case.path, line=m.line) from None
+        by_name[m.name] = bmap
+        for index, prog in sorted(m.slots.items()):
+            bmap.set(index, prog)  # type: ignore[attr-defined]
+        for key, value_hex in m.values.items():
+            value = bytes.fromhex(value_hex)
+            per_cpu = "percpu" in m.type
+            if per_cpu and len(value) <= m.value_size:
+                slot = (m.value_size + 7) // 8 * 8
+                value = (value + bytes(slot - len(value))) * ncpus
+            try:
+                bmap.sys_update(_key_bytes(key, m.key_size, case, m.name), value)
+            except MapError as e:
+                raise CaseFormatError(f"map {m.name!r} key {key!r}: {e.message}", file=case.path,
+                                      line=m.line) from None
+    return env
+
+
+def entry_registers(case: YamlCase) -> tuple[int, int]:
+    """r1, r2 at entry: the input memory and its length (``raw`` programs), else 0, 0."""
+    if case.mem is not None:
+        return MEM_BASE, len(case.mem)
+    return 0, 0
+
+
+def finish(outcome: Outcome, env: Environment) -> Outcome:
+    """Add ring buffer contents as a consumer (libbpf's algorithm) would read them."""
+    from reference_vm.maps import RingBufMap
+
+    for bmap in env.maps:
+        if isinstance(bmap, RingBufMap):
+            outcome.ringbuf[bmap.spec.name] = [rec.hex() for rec in bmap.consume()]
+    return outcome
+
+
+def _map_value(snapshot: Any, key: str, key_size: int) -> str | None:
+    """The value hex a map snapshot holds for ``key`` (an index or key hex); None if absent."""
+    entries = snapshot.get("entries", {}) if isinstance(snapshot, dict) else {}
+    k = int(key, 0).to_bytes(key_size, "little").hex() if key.isdigit() or key.startswith("0x") else key
+    value = entries.get(k.replace(" ", ""))
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def check_state(case: YamlCase, outcome: Outcome) -> str | None:
+    """The first part of the expected state that the outcome does not match, or None."""
+    e = case.expect
+    sizes = {m.name: (m.key_size, m.value_size, m.type) for m in case.maps}
+    for name, want in (e.maps or {}).items():
+        if name not in outcome.maps:
+            return f"map {name!r} was not reported"
+        key_size, value_size, mtype = sizes.get(name, (4, 0, ""))
+        for key, value in want.items():
+            got = _map_value(outcome.maps[name], key, key_size)
+            want_hex = value.replace(" ", "").lower()
+            if mtype == "prog_array":
+                slot = outcome.maps[name].get("slots", {}).get(str(int(key, 0)))
+                if slot != value:
+                    return f"map {name!r} slot {key}: expected {value!r}, got {slot!r}"
+                continue
+            if got is None and set(want_hex) <= {"0"}:
+                continue  # absent from a snapshot = all zero (arrays) / not present (hashes)
+            if got != want_hex:
+                return f"map {name!r} key {key}: expected {want_hex or '(absent)'}, got {got}"
+    for name, records in (e.ringbuf or {}).items():
+        got_records = outcome.ringbuf.get(name)
+        if got_records != records:
+            return f"ring buffer {name!r}: expected records {records}, got {got_records}"
+    if e.trace is not None and outcome.trace != e.trace:
+        return f"trace: expected {e.trace}, got {outcome.trace}"
+    if e.mem is not None and outcome.memory.get("mem", b"").hex() != e.mem:
+        return f"mem after the run: expected {e.mem}, got {outcome.memory.get('mem', b'').hex()}"
+    return None
+
+
+def run_on_interpreter(case: YamlCase, budget: int) -> Outcome:
+    """One run of a whole-program case on the reference interpreter."""
+    from reference_vm import trampoline
+    from reference_vm.interpreter import run_programs
+
+    programs = assembled(case)
+    env = make_env(case)
+    if trampoline.is_trampoline_case(case):
+        outcome = trampoline.run_tracing_case(case, programs, env)
+    else:
+        r1, r2 = entry_registers(case)
+        entry = case.entry or case.programs[0].name
+        outcome = run_programs(list(programs.items()), entry, env, r1=r1, r2=r2,
+                               budget=int(case.options.get("budget", budget)),
+                               empty_slot_consumes_budget=bool(
+                                   case.options.get("empty_slot_consumes_budget", False)))
+    return finish(outcome, env)

@@ -63,7 +63,8 @@ class Insn:
     """A decoded, valid instruction.
 
     ``imm`` is the signed 32-bit immediate, except for :data:`Kind.LDDW`, where it is the full
-    64-bit value ``(next_imm << 32) | (imm & 0xffffffff)`` as an unsigned integer.
+    64-bit value ``(next_imm << 32) | (imm & 0xffffffff)`` as an unsigned integer — but for
+    ``lddw_func`` (src 4) the signed pc-relative offset of the function (next_imm must be 0).
     """
 
     op: OpDef
@@ -80,7 +81,7 @@ class Insn:
         """The instruction's slots (two for lddw)."""
         if self.op.kind is Kind.LDDW:
             lo = self.imm & 0xFFFFFFFF
-            hi = (self.imm >> 32) & 0xFFFFFFFF
+            hi = 0 if self.op.shape.imm is Use.JUMP else (self.imm >> 32) & 0xFFFFFFFF
             return [RawInsn(self.op.opcode, self.dst, self.src, self.off, _s32(lo)),
                     RawInsn(0, 0, 0, 0, _s32(hi))]
         return [RawInsn(self.op.opcode, self.dst, self.src, self.off, self.imm)]
@@ -149,6 +150,11 @@ def decode(raw: RawInsn, pc: int | None = None, next_slot: RawInsn | None = None
             raise EncodingError("lddw second slot must have opcode, dst_reg, src_reg and offset 0, "
                                 f"got {nxt}", pc=None if pc is None else pc + 1, field="opcode",
                                 value=nxt.opcode)
+        if row.shape.imm is Use.JUMP:  # lddw_func: a pc-relative function offset
+            if nxt.imm:
+                raise EncodingError(f"{row.name}: second slot imm must be 0, got {nxt.imm:#x}",
+                                    pc=None if pc is None else pc + 1, field="imm", value=nxt.imm)
+            return Insn(row, raw.dst, raw.src, raw.off, raw.imm)
         imm64 = ((nxt.imm & 0xFFFFFFFF) << 32) | (raw.imm & 0xFFFFFFFF)
         return Insn(row, raw.dst, raw.src, raw.off, imm64)
     return Insn(row, raw.dst, raw.src, raw.off, raw.imm)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from . import outcome as oc
 from .env import Environment
 from .errors import EncodingError
-from .helpers import DEFAULT_HELPERS, BPF_FUNC_tail_call, HelperTable
+from .helpers import DEFAULT_HELPERS, BPF_FUNC_loop, BPF_FUNC_tail_call, HelperTable
 from .insn import Insn, decode_program, jump_target
 from .isa import (
     BPF_CMPXCHG,
@@ -65,6 +65,7 @@ POISON = tuple(0xBADC_0DE0_0000_0000 | n for n in range(6))
 #: Linux BPF_MAX_LOOPS (include/linux/bpf.h), the may_goto budget.
 BPF_MAX_LOOPS = 8 * 1024 * 1024
 DEFAULT_BUDGET = 1_000_000
+EINVAL, E2BIG = 22, 7
 #: Linux MAX_TAIL_CALL_CNT (include/linux/bpf.h) since v5.17 (commit ebf7f6f0a6cd: 32 -> 33).
 MAX_TAIL_CALL_CNT = 33
 #: Kernels before about 2025 count a tail call into an empty prog-array slot against the limit;
@@ -91,11 +92,19 @@ class _Exit(Exception):
     """Raised by ``exit`` in the outermost frame."""
 
 
+class _BudgetExhausted(Exception):
+    """The instruction budget ran out inside a callback."""
+
+
+class _CallbackReturn(Exception):
+    """Raised when a callback (bpf_loop) returns to the helper that called it."""
+
+
 class Machine:
     """The state of one run: registers, memory, call frames and the deterministic environment."""
 
     __slots__ = ("regs", "env", "memory", "frames", "helpers", "may_goto_left", "helper_calls",
-                 "bases", "tail_calls", "empty_slot_consumes_budget")
+                 "bases", "tail_calls", "empty_slot_consumes_budget", "steps", "budget", "nested_count")
 
     def __init__(self, env: Environment, helpers: HelperTable) -> None:
         self.regs: list[int] = [0] * 11
@@ -108,6 +117,9 @@ class Machine:
         self.bases: dict[str, int] = {}  # program name -> pc of its first step
         self.tail_calls = 0
         self.empty_slot_consumes_budget = EMPTY_SLOT_CONSUMES_BUDGET
+        self.steps: list[Step] = []  # set by prepare(); callbacks (bpf_loop) run nested loops on it
+        self.budget = DEFAULT_BUDGET
+        self.nested_count = 0  # instructions executed inside callbacks
 
 
 def _signed(value: int, bits: int) -> int:
@@ -339,7 +351,7 @@ def _lddw(i: Insn, pc: int, m: Machine) -> Step:
                 return _unsupported(f"lddw {i.op.name}: map {bmap.spec.name!r} has no direct value "
                                     f"at offset {hi}")
     elif src == BPF_PSEUDO_FUNC:
-        value = FUNC_BASE + 8 * (pc + 1 + _signed(lo, 32))
+        value = FUNC_BASE + 8 * (pc + 1 + i.imm)  # absolute pc of the function
     elif src != 0:
         return _unsupported(f"lddw {i.op.name} needs kernel BTF, which this run does not model")
     assert value is not None
@@ -435,6 +447,8 @@ def _call(i: Insn, pc: int, m: Machine) -> Step:
     helper_id, nxt = i.imm, pc + 1
     if helper_id == BPF_FUNC_tail_call:
         return _tail_call(i, pc, m)
+    if helper_id == BPF_FUNC_loop:
+        return _bpf_loop(i, pc, m)
 
     def step() -> int:
         _call_helper(m, helper_id)
@@ -471,6 +485,66 @@ def _tail_call(i: Insn, pc: int, m: Machine) -> Step:
             return nxt
         return target
     return step
+
+
+def _bpf_loop(i: Insn, pc: int, m: Machine) -> Step:
+    """bpf_loop(nr_loops, callback_fn, callback_ctx, flags) (kernel/bpf/bpf_iter.c): call
+    ``callback_fn(i, callback_ctx)`` for i in 0..nr_loops-1 until it returns non-zero; return the
+    number of calls made. flags != 0 -> -EINVAL; nr_loops > BPF_MAX_LOOPS -> -E2BIG.
+
+    Each callback runs in a new frame, as a bpf-to-bpf call would; instructions it executes count
+    towards the run's budget (checked when the callback returns).
+    """
+    r, nxt = m.regs, pc + 1
+
+    def step() -> int:
+        nr, fn, ctx, flags = r[1], r[2], r[3], r[4]
+        args = (r[1], r[2], r[3], r[4], r[5])
+        if flags:
+            result = -EINVAL & M64
+        elif nr > BPF_MAX_LOOPS:
+            result = -E2BIG & M64
+        else:
+            offset = fn - FUNC_BASE
+            target = offset // 8
+            if offset % 8 or not 0 <= target < len(m.steps) - 1:
+                raise Fault("bad_callback", f"bpf_loop: r2 = {fn:#x} is not a function address")
+            result = nr
+            for k in range(nr):
+                if _run_callback(m, target, (k, ctx, 0, 0, 0)) != 0:
+                    result = k + 1
+                    break
+        m.helper_calls.append((BPF_FUNC_loop, args, result))
+        r[0] = result
+        r[1], r[2], r[3], r[4], r[5] = POISON[1:]
+        return nxt
+    return step
+
+
+def _run_callback(m: Machine, target: int, args: tuple[int, ...]) -> int:
+    """Run the function at absolute pc ``target`` in a new frame until it returns; its r0."""
+    r, frames, steps = m.regs, m.frames, m.steps
+    if len(frames) + 1 >= MAX_CALL_FRAMES:
+        raise Fault("call_depth", f"the call stack of {len(frames) + 2} frames is too deep")
+    frames.append((len(steps) - 1, r[6], r[7], r[8], r[9], r[10]))  # returns to _callback_return
+    r[1], r[2], r[3], r[4], r[5] = args
+    r[10] = (r[10] - STACK_SIZE) & M64
+    pc, count = target, 0
+    try:
+        while True:
+            count += 1
+            if count > m.budget:
+                raise _BudgetExhausted
+            pc = steps[pc]()
+    except _CallbackReturn:
+        pass
+    finally:
+        m.nested_count += count - 1  # the return step itself is not an instruction
+    return r[0]
+
+
+def _callback_return() -> int:
+    raise _CallbackReturn
 
 
 def _callx(i: Insn, pc: int, m: Machine) -> Step:
@@ -561,6 +635,8 @@ def prepare(programs: Sequence[tuple[str, Sequence[Insn | None]]], m: Machine) -
         for pc, insn in enumerate(program):
             steps.append(middle_of_lddw if insn is None else _FAMILIES[insn.op.kind](insn, base + pc, m))
         steps.append(_off_the_end(name, len(program)))
+    steps.append(_callback_return)  # where a callback's exit returns to (see _run_callback)
+    m.steps = steps
     return steps
 
 
@@ -575,6 +651,7 @@ def _execute(m: Machine, steps: list[Step], start: int, budget: int) -> Outcome:
     r = m.regs
     pc = start
     count = 0
+    m.budget = budget
     error, message = oc.OK, ""
     try:
         while True:
@@ -586,10 +663,15 @@ def _execute(m: Machine, steps: list[Step], start: int, budget: int) -> Outcome:
             pc = steps[pc]()
     except _Exit:
         pass
+    except _BudgetExhausted:
+        error, message = oc.BUDGET, f"instruction budget of {budget} exhausted in a callback (pc {pc})"
     except Fault as f:
         error, message = oc.fault(f.kind), f"pc {pc}: {f}"
     except MemoryFault as f:
         error, message = oc.fault(f.kind), f"pc {pc}: {f}"
+    count += m.nested_count
+    if error == oc.OK and count > budget:
+        error, message = oc.BUDGET, f"instruction budget of {budget} exhausted (callbacks included)"
     env = m.env
     return Outcome(error=error, r0=r[0] if error == oc.OK else None, regs=tuple(r),
                    memory=m.memory.snapshot(), insn_count=count, exit_pc=_local_pc(m, pc),

@@ -184,6 +184,7 @@ SHAPES: Mapping[str, Shape] = MappingProxyType({
         Shape("atomic", Use.BASE, Use.READ, Use.MEMOFF, SEL),
         Shape("load_acq", Use.WRITE, Use.BASE, Use.MEMOFF, SEL),
         Shape("lddw", Use.WRITE, SEL, Z, Use.VALUE),
+        Shape("lddw_func", Use.WRITE, SEL, Z, Use.JUMP),  # imm: pc-relative offset of a function
         Shape("ld_abs", Z, Z, Z, Use.VALUE),
         Shape("ld_ind", Z, Use.READ, Z, Use.VALUE),
         Shape("ja", Z, Z, Use.JUMP, Z),
@@ -402,10 +403,11 @@ for _psrc, _pname, _llvm in ((0, "lddw", "{dst} = {imm} ll"),
                         (BPF_PSEUDO_MAP_FD, "lddw_map_fd", "{dst} = map_fd({imm}) ll"),
                         (BPF_PSEUDO_MAP_VALUE, "lddw_map_value", "{dst} = map_value({imm}) ll"),
                         (BPF_PSEUDO_BTF_ID, "lddw_btf_id", "{dst} = btf_id({imm}) ll"),
-                        (BPF_PSEUDO_FUNC, "lddw_func", "{dst} = func({imm}) ll"),
+                        (BPF_PSEUDO_FUNC, "lddw_func", "{dst} = func({target}) ll"),
                         (BPF_PSEUDO_MAP_IDX, "lddw_map_idx", "{dst} = map_idx({imm}) ll"),
                         (BPF_PSEUDO_MAP_IDX_VALUE, "lddw_map_idx_value", "{dst} = map_idx_value({imm}) ll")):
-    _row(name=_pname, opcode=Cls.BPF_LD | BPF_IMM | BPF_DW, kind=Kind.LDDW, shape=SHAPES["lddw"],
+    _row(name=_pname, opcode=Cls.BPF_LD | BPF_IMM | BPF_DW, kind=Kind.LDDW,
+         shape=SHAPES["lddw_func" if _psrc == BPF_PSEUDO_FUNC else "lddw"],
          mnemonic=_pname, llvm=_llvm, group=Group.BASE64, cpu=1, spec="RFC 9669 §5.4",
          select=("src", _psrc), size=8)
 

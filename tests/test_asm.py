@@ -79,6 +79,8 @@ UBPF_CASES = [
     ("lddw %r1, -1", "18 01 0000 ffffffff | 00 00 0000 ffffffff"),
     ("lddw %r2, 18446744073709551615", "18 02 0000 ffffffff | 00 00 0000 ffffffff"),
     ("lddw_map_fd %r1, 3", "18 11 0000 03000000 | 00 00 0000 00000000"),
+    # lddw src 4 (BPF_PSEUDO_FUNC): imm is the function's pc-relative offset, next imm 0
+    ("lddw_func %r2, +3", "18 42 0000 03000000 | 00 00 0000 00000000"),
     # legacy packet access (RFC 9669 §5.5)
     ("ldabsb 5", "30 00 0000 05000000"),
     ("ldindh %r1, 4", "48 10 0000 04000000"),
@@ -128,6 +130,7 @@ LLVM_CASES = [
     ("r0 = 1234605616436508552 ll", "18 00 0000 88776655 | 00 00 0000 44332211"),
     ("r0 = -1 ll", "18 00 0000 ffffffff | 00 00 0000 ffffffff"),
     ("r1 = map_fd(3) ll", "18 11 0000 03000000 | 00 00 0000 00000000"),
+    ("r2 = func(+3) ll", "18 42 0000 03000000 | 00 00 0000 00000000"),
     ("r0 = *(u8 *)skb[5]", "30 00 0000 05000000"),
     ("r0 = *(u16 *)skb[r1]", "48 10 0000 00000000"),
     ("r0 = *(u16 *)skb[r1 + 4]", "48 10 0000 04000000"),
@@ -222,6 +225,8 @@ def example(row: isa.OpDef) -> Insn:
         fields["off"] = 0
     if row.select is not None:
         fields[row.select[0]] = row.select[1]
+    if row.kind is isa.Kind.LDDW and row.shape.imm is Use.JUMP:
+        fields["imm"] = 1  # lddw_func: offsets count from the lddw's second slot (the exit after it)
     return Insn(row, **fields)
 
 

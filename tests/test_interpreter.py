@@ -210,3 +210,34 @@ def test_any_valid_program_ends_in_an_outcome(insns, mem) -> None:
     out = interpreter.run(program, mem, budget=500)
     assert out.error_class in {"ok", "fault", "budget"}
     assert out.insn_count is not None and out.insn_count <= 500
+
+
+def test_bpf_loop_calls_back_until_non_zero() -> None:
+    # kernel/bpf/bpf_iter.c BPF_CALL_4(bpf_loop): for i < nr_loops: ret = callback(i, ctx);
+    # if (ret) return i + 1; return nr_loops.  The callback adds i to *ctx and stops at i == 4.
+    src = """
+        stdw [%r10-8], 0
+        mov %r1, 10
+        lddw_func %r2, cb
+        mov %r3, %r10
+        add %r3, -8
+        mov %r4, 0
+        call 181
+        ldxdw %r1, [%r10-8]
+        lsh %r0, 32
+        or %r0, %r1
+        exit
+    cb:
+        ldxdw %r0, [%r2+0]
+        add %r0, %r1
+        stxdw [%r2+0], %r0
+        mov %r0, 0
+        jne %r1, 4, +1
+        mov %r0, 1
+        exit
+    """
+    out = run(src)
+    assert out.ok, out.message
+    assert out.r0 == (5 << 32) | (0 + 1 + 2 + 3 + 4)
+    # flags != 0 -> -EINVAL without calling back
+    assert r0(src.replace("mov %r4, 0", "mov %r4, 1")) >> 32 == 0xFFFFFFEA

@@ -1,0 +1,85 @@
+"""JIT compilers from BPF to x86-64 and AArch64 machine code, executed under unicorn.
+
+* :mod:`.common` — guest layout, control block, labels and branch relaxation, basic blocks,
+  the translation driver;
+* :mod:`.x86_64`, :mod:`.arm64` — one emitter per host instruction form and one lowering per
+  instruction family (``LOWERINGS: dict[Kind, lowering]``);
+* :mod:`.runtime` — one unicorn engine per architecture, the run loop, helper calls;
+* :mod:`.printer` — ``side_by_side`` (BPF next to disassembled native code) and ``coverage``.
+
+:func:`run` has the interpreter's signature and returns the same :class:`Outcome`, so the
+interpreter is the oracle for every run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+
+from .. import outcome as oc
+from ..env import Environment
+from ..errors import EncodingError
+from ..helpers import DEFAULT_HELPERS, HelperTable
+from ..insn import Insn, decode_program
+from ..interpreter import DEFAULT_BUDGET
+from ..memory import MEM_BASE, STACK_TOP, standard_memory
+from ..outcome import Outcome
+from .common import CannotLower, Compiled, translate
+
+#: Architecture name -> backend module.
+ARCHES = {"x86_64": "reference_vm.jit.x86_64", "arm64": "reference_vm.jit.arm64"}
+
+__all__ = ["ARCHES", "CannotLower", "Compiled", "backend", "compile_program", "run"]
+
+
+def backend(arch: str) -> ModuleType:
+    """The backend module of ``arch``."""
+    if arch not in ARCHES:
+        raise ValueError(f"unknown JIT architecture {arch!r} (want one of {sorted(ARCHES)})")
+    return importlib.import_module(ARCHES[arch])
+
+
+def compile_program(program: Sequence[Insn | None], arch: str, *, maps: Sequence[object] = (),
+                    **options: object) -> Compiled:
+    """Translate a decoded program (pc-indexed, as from ``decode_program``) for ``arch``.
+
+    ``maps`` resolve pseudo ``lddw`` as the interpreter does; ``options`` are backend options
+    (arm64: ``lse``). Raises :class:`CannotLower` for what the backend cannot translate."""
+    mod = backend(arch)
+    try:
+        opts = mod.options(**options)
+    except TypeError as e:
+        raise ValueError(f"{arch}: bad backend options {options}: {e}") from None
+    return translate(mod, program, maps=maps, options=opts)
+
+
+def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = None, *,
+        arch: str = "x86_64", budget: int = DEFAULT_BUDGET, helpers: HelperTable = DEFAULT_HELPERS,
+        env: Environment | None = None, compiled: Compiled | None = None,
+        options: Mapping[str, object] | None = None) -> Outcome:
+    """:func:`reference_vm.interpreter.run`, on the ``arch`` JIT under unicorn.
+
+    r1 points to a copy of ``mem`` and r2 holds its length (r1 = r2 = 0 without ``mem``);
+    r10 is the top of the outermost frame. ``compiled`` skips the translation (it must be the
+    same program, translated with the same maps); ``options`` are backend options (arm64:
+    ``lse``)."""
+    from .runtime import engine
+
+    if isinstance(program, (bytes, bytearray)):
+        try:
+            program = decode_program(program)
+        except EncodingError as e:
+            return Outcome(error=oc.rejected("invalid_encoding"), message=str(e))
+    if env is None:
+        env = Environment(standard_memory(mem))
+    regs = [0] * 11
+    if mem is not None:
+        regs[1], regs[2] = MEM_BASE, len(mem)
+    regs[10] = STACK_TOP
+    try:
+        if compiled is None:
+            compiled = compile_program(program, arch, maps=env.maps, **(options or {}))
+        return engine(arch).run(compiled, env, regs, budget=budget, helpers=helpers)
+    except CannotLower as e:
+        return Outcome(error=oc.UNSUPPORTED, message=str(e))

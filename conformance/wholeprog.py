@@ -80,11 +80,27 @@ def make_env(case: YamlCase) -> Environment:
     return env
 
 
-def entry_registers(case: YamlCase) -> tuple[int, int]:
-    """r1, r2 at entry: the input memory and its length (``raw`` programs), else 0, 0."""
-    if case.mem is not None:
-        return MEM_BASE, len(case.mem)
-    return 0, 0
+def entry_context(case: YamlCase, env: Environment) -> tuple[int, int, dict[int, int]]:
+    """r1, r2 and the converted context fields at entry.
+
+    ``raw`` programs get the input memory and its length (bpf_conformance's convention); typed
+    programs get their context (:mod:`reference_vm.contexts`) built from ``ctx`` (the packet
+    for skb/XDP types, the raw buffer for syscall, u64 arguments for tracing types).
+    """
+    from reference_vm.contexts import LAYOUTS, build_context
+    from reference_vm.program import ProgType
+
+    entry = next((p for p in case.programs if p.name == (case.entry or case.programs[0].name)))
+    pt = ProgType(entry.prog_type)
+    if pt is ProgType.RAW or pt not in LAYOUTS:
+        return (MEM_BASE, len(case.mem), {}) if case.mem is not None else (0, 0, {})
+    layout = LAYOUTS[pt]
+    if layout.fields and layout.struct in ("__sk_buff", "xdp_md"):
+        inst = build_context(pt, env.memory, packet=case.ctx if case.ctx is not None else bytes(64))
+    else:
+        inst = build_context(pt, env.memory, raw=case.ctx or b"")
+    pointers = {inst.address + off: value for off, value in inst.pointer_fields.items()}
+    return inst.address, 0, pointers
 
 
 def finish(outcome: Outcome, env: Environment) -> Outcome:
@@ -148,10 +164,11 @@ def run_on_interpreter(case: YamlCase, budget: int) -> Outcome:
     if trampoline.is_trampoline_case(case):
         outcome = trampoline.run_tracing_case(case, programs, env)
     else:
-        r1, r2 = entry_registers(case)
         entry = case.entry or case.programs[0].name
+        r1, r2, pointers = entry_context(case, env)
         outcome = run_programs(list(programs.items()), entry, env, r1=r1, r2=r2,
                                budget=int(case.options.get("budget", budget)),
                                empty_slot_consumes_budget=bool(
-                                   case.options.get("empty_slot_consumes_budget", False)))
+                                   case.options.get("empty_slot_consumes_budget", False)),
+                               ctx_pointers=pointers)
     return finish(outcome, env)

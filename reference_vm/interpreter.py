@@ -54,6 +54,7 @@ from .isa import (
 )
 from .memory import MAX_CALL_FRAMES, MEM_BASE, STACK_SIZE, STACK_TOP, MemoryFault, standard_memory
 from .outcome import Outcome
+from .contexts import CTX_BASE
 from .program import FIRST_MAP_FD
 
 M64 = (1 << 64) - 1
@@ -104,7 +105,8 @@ class Machine:
     """The state of one run: registers, memory, call frames and the deterministic environment."""
 
     __slots__ = ("regs", "env", "memory", "frames", "helpers", "may_goto_left", "helper_calls",
-                 "bases", "tail_calls", "empty_slot_consumes_budget", "steps", "budget", "nested_count")
+                 "bases", "tail_calls", "empty_slot_consumes_budget", "steps", "budget", "nested_count",
+                 "ctx_pointers")
 
     def __init__(self, env: Environment, helpers: HelperTable) -> None:
         self.regs: list[int] = [0] * 11
@@ -120,6 +122,7 @@ class Machine:
         self.steps: list[Step] = []  # set by prepare(); callbacks (bpf_loop) run nested loops on it
         self.budget = DEFAULT_BUDGET
         self.nested_count = 0  # instructions executed inside callbacks
+        self.ctx_pointers: dict[int, int] = {}  # address of a converted ctx field -> pointer value
 
 
 def _signed(value: int, bits: int) -> int:
@@ -266,9 +269,21 @@ def _end(i: Insn, pc: int, m: Machine) -> Step:
 
 
 def _load(i: Insn, pc: int, m: Machine) -> Step:
-    """LDX MEM / MEMSX and Linux load-acquire (RFC 9669 §5.2)."""
+    """LDX MEM / MEMSX and Linux load-acquire (RFC 9669 §5.2).
+
+    A 4-byte load whose offset is that of a converted context field (``__sk_buff.data`` …,
+    :mod:`reference_vm.contexts`) yields the 64-bit pointer when it hits that field's address.
+    """
     r, d, s, off, size, nxt = m.regs, i.dst, i.src, i.off, i.op.size, pc + 1
     load = m.memory.load_signed if i.op.kind is Kind.LOADSX else m.memory.load
+    pointers = m.ctx_pointers
+    if size == 4 and i.op.kind is Kind.LOAD and (CTX_BASE + off) in pointers:
+        def converted() -> int:
+            addr = (r[s] + off) & M64
+            value = pointers.get(addr)
+            r[d] = load(addr, size) & M64 if value is None else value
+            return nxt
+        return converted
 
     def step() -> int:
         r[d] = load((r[s] + off) & M64, size) & M64
@@ -713,13 +728,17 @@ def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = 
 def run_programs(programs: Sequence[tuple[str, Sequence[Insn | None]]], entry: str, env: Environment, *,
                  r1: int = 0, r2: int = 0, budget: int = DEFAULT_BUDGET,
                  helpers: HelperTable = DEFAULT_HELPERS,
-                 empty_slot_consumes_budget: bool = EMPTY_SLOT_CONSUMES_BUDGET) -> Outcome:
+                 empty_slot_consumes_budget: bool = EMPTY_SLOT_CONSUMES_BUDGET,
+                 ctx_pointers: dict[int, int] | None = None) -> Outcome:
     """Run ``entry`` of a set of programs sharing ``env`` (its maps already created and filled).
 
     This is the run of a whole-program case: tail calls may move between the programs.
+    ``ctx_pointers`` maps addresses of converted context fields to the pointers they yield
+    (:attr:`reference_vm.contexts.ContextInstance.pointer_fields`, keyed by absolute address).
     """
     m = Machine(env, helpers)
     m.empty_slot_consumes_budget = empty_slot_consumes_budget
+    m.ctx_pointers = dict(ctx_pointers or {})
     m.regs[1], m.regs[2] = r1 & M64, r2 & M64
     m.regs[10] = STACK_TOP
     steps = prepare(programs, m)

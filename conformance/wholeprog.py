@@ -90,7 +90,7 @@ def entry_context(case: YamlCase, env: Environment) -> tuple[int, int, dict[int,
     from reference_vm.contexts import LAYOUTS, build_context
     from reference_vm.program import ProgType
 
-    entry = next((p for p in case.programs if p.name == (case.entry or case.programs[0].name)))
+    entry = next(p for p in case.programs if p.name == (case.entry or case.programs[0].name))
     pt = ProgType(entry.prog_type)
     if pt is ProgType.RAW or pt not in LAYOUTS:
         return (MEM_BASE, len(case.mem), {}) if case.mem is not None else (0, 0, {})

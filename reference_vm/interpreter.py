@@ -32,6 +32,7 @@ import operator
 from collections.abc import Callable, Sequence
 
 from . import outcome as oc
+from .contexts import CTX_BASE
 from .env import Environment
 from .errors import EncodingError
 from .helpers import DEFAULT_HELPERS, BPF_FUNC_loop, BPF_FUNC_tail_call, HelperTable
@@ -54,7 +55,6 @@ from .isa import (
 )
 from .memory import MAX_CALL_FRAMES, MEM_BASE, STACK_SIZE, STACK_TOP, MemoryFault, standard_memory
 from .outcome import Outcome
-from .contexts import CTX_BASE
 from .program import FIRST_MAP_FD
 
 M64 = (1 << 64) - 1

@@ -23,12 +23,17 @@ ATTR_SIZE = 168
 BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
+BPF_OBJ_GET_INFO_BY_FD = 15
 
 # Program types, attach types, map types and flags (kernel-oracle.md §3).
 BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_PROG_TYPE_XDP = 6
+BPF_PROG_TYPE_RAW_TRACEPOINT = 17
 BPF_PROG_TYPE_TRACING = 26
 BPF_PROG_TYPE_SYSCALL = 31
 BPF_TRACE_FENTRY = 24
@@ -96,10 +101,16 @@ def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
     return int(ret)
 
 
-def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
-    """MAP_CREATE; returns the map fd (the caller closes it) or raises :class:`BpfError`."""
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0, *,
+               inner_map_fd: int = 0, name: bytes = b"") -> int:
+    """MAP_CREATE; returns the map fd (the caller closes it) or raises :class:`BpfError`.
+
+    ``inner_map_fd`` is the template of a map-in-map; ``name`` (at most 15 bytes of letters,
+    digits, ``_`` and ``.``) shows in ``bpftool map``.
+    """
     attr = ctypes.create_string_buffer(ATTR_SIZE)
-    struct.pack_into("<IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    struct.pack_into("<IIIIII", attr, 0, map_type, key_size, value_size, max_entries, flags, inner_map_fd)
+    struct.pack_into("16s", attr, 28, name[:15])
     fd = _bpf(BPF_MAP_CREATE, attr)
     if fd < 0:
         raise BpfError("BPF_MAP_CREATE", -fd)
@@ -108,7 +119,8 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
 
 def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array[ctypes.c_char],
                prog_type: int, level: int, size: int, prog_flags: int, expected_attach_type: int,
-               attach_btf_id: int) -> tuple[int, str, int]:
+               attach_btf_id: int, fd_array: ctypes.Array[ctypes.c_int] | None = None
+               ) -> tuple[int, str, int]:
     """One PROG_LOAD: ``(fd or -errno, log text, log_true_size)``."""
     log = ctypes.create_string_buffer(size) if size else None
     attr = ctypes.create_string_buffer(ATTR_SIZE)
@@ -117,6 +129,8 @@ def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array
     struct.pack_into("<I", attr, 44, prog_flags)
     struct.pack_into("<I", attr, 68, expected_attach_type)
     struct.pack_into("<I", attr, 108, attach_btf_id)
+    if fd_array is not None:
+        struct.pack_into("<Q", attr, 120, ctypes.addressof(fd_array))
     fd = _bpf(BPF_PROG_LOAD, attr)
     true_size, = struct.unpack_from("<I", attr, 140)
     text = log.value.decode(errors="replace") if log else ""
@@ -125,18 +139,22 @@ def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array
 
 def prog_load(insns: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER, *, license: bytes = b"GPL",
               log_size: int = 0, prog_flags: int = 0, expected_attach_type: int = 0,
-              attach_btf_id: int = 0) -> int:
+              attach_btf_id: int = 0, fd_array: list[int] | None = None) -> int:
     """PROG_LOAD without a log; on failure reload with ``log_level=1`` and raise :class:`BpfError`.
 
     Logging costs 2–3x the load time (kernel-oracle.md P7), so the log is asked for only
     after a failure, as libbpf does. The raised error carries the errno of the log-less
     load. A log buffer that is too small replaces the verifier's errno with ENOSPC
     (``bpf_vlog_finalize``), so the reload is repeated once with ``log_true_size`` bytes.
+
+    ``fd_array`` (PROG_LOAD @120) resolves ``ld_imm64`` src 5/6 (``BPF_PSEUDO_MAP_IDX[_VALUE]``):
+    imm is an index into it (kernel/bpf/verifier.c ``add_used_map_from_fd``).
     """
     prog = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license)
     args = (prog, len(insns) // 8, lic, prog_type)
-    extra = (prog_flags, expected_attach_type, attach_btf_id)
+    fds = (ctypes.c_int * max(len(fd_array), 1))(*fd_array) if fd_array is not None else None
+    extra = (prog_flags, expected_attach_type, attach_btf_id, fds)
     first_errno = 0
     if not log_size:
         fd, _, _ = _load_once(*args, 0, 0, *extra)
@@ -185,6 +203,89 @@ def prog_test_run_ctx(fd: int, ctx: bytes) -> tuple[TestRun, bytes]:
         raise BpfError("BPF_PROG_TEST_RUN", -ret)
     retval, = struct.unpack_from("<I", attr, 4)
     return TestRun(retval, 0), buf.raw
+
+
+def prog_test_run_opts(fd: int, data: bytes | None = None, ctx: bytes | None = None) -> tuple[TestRun, bytes]:
+    """TEST_RUN with packet data and/or a context (``ctx_in``, e.g. raw_tracepoint args);
+    returns the run and the context as the kernel left it (SYSCALL programs copy it back into
+    ``ctx_in``, P2)."""
+    din = ctypes.create_string_buffer(data, len(data)) if data is not None else None
+    cin = ctypes.create_string_buffer(ctx, len(ctx)) if ctx is not None else None
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into("<I", attr, 0, fd)
+    if din is not None:
+        struct.pack_into("<I", attr, 8, len(din.raw))
+        struct.pack_into("<Q", attr, 16, ctypes.addressof(din))
+        struct.pack_into("<I", attr, 32, 1)
+    if cin is not None:
+        struct.pack_into("<I", attr, 40, len(cin.raw))
+        struct.pack_into("<Q", attr, 48, ctypes.addressof(cin))
+    ret = _bpf(BPF_PROG_TEST_RUN, attr)
+    if ret < 0:
+        raise BpfError("BPF_PROG_TEST_RUN", -ret)
+    retval, = struct.unpack_from("<I", attr, 4)
+    duration, = struct.unpack_from("<I", attr, 36)
+    return TestRun(retval, duration), (cin.raw if cin is not None else b"")
+
+
+def _elem_attr(fd: int, key: ctypes.Array[ctypes.c_char] | None, value: ctypes.Array[ctypes.c_char] | None,
+               flags: int = 0) -> ctypes.Array[ctypes.c_char]:
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into("<IIQQQ", attr, 0, fd, 0, ctypes.addressof(key) if key is not None else 0,
+                     ctypes.addressof(value) if value is not None else 0, flags)
+    return attr
+
+
+def map_update_elem(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+    """MAP_UPDATE_ELEM (value: ``bpf_map_value_size`` bytes, per-CPU values for every possible CPU)."""
+    k = ctypes.create_string_buffer(key, max(len(key), 1))
+    v = ctypes.create_string_buffer(value, max(len(value), 1))
+    ret = _bpf(BPF_MAP_UPDATE_ELEM, _elem_attr(fd, k, v, flags))
+    if ret < 0:
+        raise BpfError("BPF_MAP_UPDATE_ELEM", -ret)
+
+
+def map_lookup_elem(fd: int, key: bytes, value_size: int) -> bytes | None:
+    """MAP_LOOKUP_ELEM: the value bytes, or None for ENOENT."""
+    k = ctypes.create_string_buffer(key, max(len(key), 1))
+    v = ctypes.create_string_buffer(max(value_size, 1))
+    ret = _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(fd, k, v))
+    if ret == -errno.ENOENT:
+        return None
+    if ret < 0:
+        raise BpfError("BPF_MAP_LOOKUP_ELEM", -ret)
+    return v.raw[:value_size]
+
+
+def map_delete_elem(fd: int, key: bytes) -> None:
+    k = ctypes.create_string_buffer(key, max(len(key), 1))
+    ret = _bpf(BPF_MAP_DELETE_ELEM, _elem_attr(fd, k, None))
+    if ret < 0:
+        raise BpfError("BPF_MAP_DELETE_ELEM", -ret)
+
+
+def map_get_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """MAP_GET_NEXT_KEY: the key after ``key`` (the first for None), None after the last."""
+    k = ctypes.create_string_buffer(key, max(len(key), 1)) if key is not None else None
+    nk = ctypes.create_string_buffer(max(key_size, 1))
+    ret = _bpf(BPF_MAP_GET_NEXT_KEY, _elem_attr(fd, k, nk))
+    if ret == -errno.ENOENT:
+        return None
+    if ret < 0:
+        raise BpfError("BPF_MAP_GET_NEXT_KEY", -ret)
+    return nk.raw[:key_size]
+
+
+def obj_id(fd: int) -> int:
+    """The kernel id of a program or map fd (OBJ_GET_INFO_BY_FD; ``id`` is at offset 4 of both
+    ``bpf_prog_info`` and ``bpf_map_info``)."""
+    info = ctypes.create_string_buffer(256)
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into("<IIQ", attr, 0, fd, len(info.raw), ctypes.addressof(info))
+    ret = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    if ret < 0:
+        raise BpfError("BPF_OBJ_GET_INFO_BY_FD", -ret)
+    return int(struct.unpack_from("<I", info, 4)[0])
 
 
 def probe() -> str | None:

@@ -70,7 +70,13 @@ class KernelTarget:
         if reason is not None:
             return f"kernel target unavailable: {reason}"
         if case.whole is not None:
-            return "whole-program (YAML) cases are not wired to the kernel target yet"
+            from ..kernel.wholeprog import probe_trace, refusal as whole_refusal, uses_trace
+            from ..wholeprog import assembled
+
+            whole = case.whole
+            caps = self.capabilities()
+            needs_trace = whole.expect.trace is not None or uses_trace(assembled(whole))
+            return whole_refusal(whole, caps.trampolines, probe_trace() if needs_trace else None)
         from ..kernel.harness import refusal
 
         return refusal(case)
@@ -81,12 +87,19 @@ class KernelTarget:
             return Outcome(error=UNSUPPORTED, message=reason)
         from ..kernel.harness import run_case
 
+        if case.whole is not None:
+            from ..kernel.wholeprog import run_whole
+
+            whole = case.whole
+            job = lambda: run_whole(whole)  # noqa: E731
+        else:
+            job = lambda: run_case(case)  # noqa: E731
         if not self.capbpf:
-            return run_case(case)
+            return job()
         from ..kernel.caps import CAPBPF_SET, ChildError, run_with_caps
 
         try:
-            return run_with_caps(lambda: run_case(case), CAPBPF_SET, timeout)
+            return run_with_caps(job, CAPBPF_SET, timeout)
         except ChildError as e:
             return Outcome(error=TIMEOUT if e.kind == "timeout" else CRASH, message=f"capbpf child: {e}")
 

@@ -22,7 +22,7 @@ from ..env import Environment
 from ..errors import EncodingError
 from ..helpers import DEFAULT_HELPERS, HelperTable
 from ..insn import Insn, decode_program
-from ..interpreter import DEFAULT_BUDGET
+from ..interpreter import DEFAULT_BUDGET, EMPTY_SLOT_CONSUMES_BUDGET
 from ..memory import MEM_BASE, STACK_TOP, standard_memory
 from ..outcome import Outcome
 from .common import CannotLower, Compiled, translate
@@ -57,13 +57,14 @@ def compile_program(program: Sequence[Insn | None], arch: str, *, maps: Sequence
 def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = None, *,
         arch: str = "x86_64", budget: int = DEFAULT_BUDGET, helpers: HelperTable = DEFAULT_HELPERS,
         env: Environment | None = None, compiled: Compiled | None = None,
-        options: Mapping[str, object] | None = None) -> Outcome:
+        options: Mapping[str, object] | None = None,
+        empty_slot_consumes_budget: bool = EMPTY_SLOT_CONSUMES_BUDGET) -> Outcome:
     """:func:`reference_vm.interpreter.run`, on the ``arch`` JIT under unicorn.
 
     r1 points to a copy of ``mem`` and r2 holds its length (r1 = r2 = 0 without ``mem``);
     r10 is the top of the outermost frame. ``compiled`` skips the translation (it must be the
     same program, translated with the same maps); ``options`` are backend options (arm64:
-    ``lse``)."""
+    ``lse``); ``empty_slot_consumes_budget`` is the interpreter's tail-call switch."""
     from .runtime import engine
 
     if isinstance(program, (bytes, bytearray)):
@@ -80,6 +81,7 @@ def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = 
     try:
         if compiled is None:
             compiled = compile_program(program, arch, maps=env.maps, **(options or {}))
-        return engine(arch).run(compiled, env, regs, budget=budget, helpers=helpers)
+        return engine(arch).run(compiled, env, regs, budget=budget, helpers=helpers,
+                                empty_slot_consumes_budget=empty_slot_consumes_budget)
     except CannotLower as e:
         return Outcome(error=oc.UNSUPPORTED, message=str(e))

@@ -262,13 +262,14 @@ class Engine:
     # -- running ----------------------------------------------------------------------------------
 
     def run(self, compiled: Compiled, env: Environment, regs: Sequence[int], *, budget: int,
-            helpers: HelperTable) -> Outcome:
+            helpers: HelperTable, empty_slot_consumes_budget: bool = False) -> Outcome:
         """Run ``compiled`` from pc 0 with ``regs`` (r0-r10) and ``env``'s memory."""
         if compiled.arch != self.arch:
             raise ValueError(f"{compiled.arch} code on the {self.arch} engine")
         regions = env.memory.regions
         _check_regions(regions)
         run = _Run(self, compiled, self.load(compiled), env, helpers, budget)
+        run.empty_slot_consumes_budget = empty_slot_consumes_budget
         self.sync_out(regions)
         self.write_control(regs, budget, regions)
         try:
@@ -293,6 +294,7 @@ class _Run:
         self.env, self.helpers, self.budget = env, helpers, budget
         self.helper_calls: list[tuple[int, tuple[int, ...], int]] = []
         self.tail_calls = 0
+        self.empty_slot_consumes_budget = False
 
     def loop(self) -> None:
         uc, compiled, base = self.eng.uc, self.compiled, self.base
@@ -360,7 +362,7 @@ class _Run:
         name = None
         if index < bmap.spec.max_entries and self.tail_calls < interpreter.MAX_TAIL_CALL_CNT:
             name = bmap.program_at(index)
-            if name is not None or interpreter.EMPTY_SLOT_CONSUMES_BUDGET:
+            if name is not None or self.empty_slot_consumes_budget:
                 self.tail_calls += 1
         if name is not None:
             raise _Finish(oc.UNSUPPORTED, f"pc {pc}: tail call into {name!r}: the JIT runs one program",

@@ -95,6 +95,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report_arguments(sub.add_parser("report", help=REPORT_HELP, description=REPORT_DESCRIPTION))
 
+    btf = sub.add_parser("btf", help="validate a BTF blob as the kernel would and list its types",
+                         description="Validate a raw BTF blob (e.g. /sys/kernel/btf/vmlinux or a .BTF "
+                                     "section) in the kernel's order and with its messages.")
+    btf.add_argument("file", metavar="FILE")
+    btf.add_argument("--log", action="store_true", help="print the kernel-style level-1 log")
+
     sub.add_parser("list-targets", help="list the known targets")
     return parser
 
@@ -118,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_record(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "btf":
+            return _cmd_btf(args)
         if args.command == "asm":
             return _cmd_asm(args)
         if args.command == "disasm":
@@ -328,6 +336,24 @@ def _cmd_disasm(args: argparse.Namespace) -> int:
 
     text = disassemble(program, dialect=args.dialect)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def _cmd_btf(args: argparse.Namespace) -> int:
+    from reference_vm.btf.parse import BtfError, parse
+
+    try:
+        blob = Path(args.file).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {args.file}: {e.strerror}") from None
+    try:
+        btf = parse(blob)
+    except BtfError as e:
+        raise e.located(args.file) from None
+    if args.log:
+        sys.stdout.write(btf.log if btf.log.endswith("\n") else btf.log + "\n")
+    else:
+        print(f"{args.file}: valid BTF, {len(btf)} types")
     return EXIT_OK
 
 

@@ -280,3 +280,19 @@ def test_whole_corpus(target, run_cli):
     assert proc.stdout.splitlines()[-1] == "313 passed, 0 failed, 0 skipped", proc.stdout[-3000:]
     assert proc.returncode == 0
     print(f"corpus on {target}: {elapsed:.1f} s")
+
+
+def test_bad_btf_blob_is_one_line(tmp_path, run_cli):
+    # kernel/bpf/btf.c btf_parse_hdr: a blob shorter than the header's hdr_len field.
+    path = tmp_path / "bad.btf"
+    path.write_bytes(b"\x9f\xeb")
+    message = _one_line_error(run_cli("btf", path), f"{path}: ")
+    assert "hdr_len not found" in message
+
+
+def test_bad_yaml_case_is_one_line(tmp_path, run_cli):
+    path = tmp_path / "bad.yaml"
+    path.write_text("cases:\n  - name: x\n    programs: {main: exit}\n    expect: {r0: 0}\n"
+                    "    provenance: {rfc: 'RFC 9669'}\n    maps:\n      - {name: m, type: nope, max_entries: 1}\n")
+    message = _one_line_error(run_cli("run", path), f"{path}:7: ")
+    assert "unknown map type 'nope'" in message

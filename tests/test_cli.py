@@ -293,6 +293,7 @@ def test_bad_btf_blob_is_one_line(tmp_path, run_cli):
 def test_bad_yaml_case_is_one_line(tmp_path, run_cli):
     path = tmp_path / "bad.yaml"
     path.write_text("cases:\n  - name: x\n    programs: {main: exit}\n    expect: {r0: 0}\n"
-                    "    provenance: {rfc: 'RFC 9669'}\n    maps:\n      - {name: m, type: nope, max_entries: 1}\n")
+                    "    provenance: {rfc: 'RFC 9669'}\n    maps:\n"
+                    "      - {name: m, type: nope, max_entries: 1}\n")
     message = _one_line_error(run_cli("run", path), f"{path}:7: ")
     assert "unknown map type 'nope'" in message

@@ -17,6 +17,10 @@ on the reference VM, P10). Each probe loads only a hand-written, well-formed pro
     refused before the verifier, as on the reference VM.
 ``capbpf``
     a child that keeps only CAP_BPF + CAP_NET_ADMIN (:mod:`.caps`) passes the wiring self-test.
+``trace``
+    ``bpf_trace_printk`` output can be read: tracefs is mounted (``mount -t tracefs nodev
+    /sys/kernel/tracing`` is tried if it is not), with the ``bpf_trace_printk`` event and a
+    writable ``instances/`` (:func:`.wholeprog.probe_trace`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class KernelCapabilities:
     unusable: str | None
     syscall_prog: str | None = None
     trampolines: str | None = None
+    trace: str | None = None
 
     @property
     def usable(self) -> bool:
@@ -59,7 +64,8 @@ class KernelCapabilities:
         return [f"kernel: Linux {self.release}",
                 f"bpf() + SOCKET_FILTER TEST_RUN + wiring: {state(self.unusable)}",
                 f"SYSCALL programs: {state(self.syscall_prog)}",
-                f"trampolines (fentry/fexit): {state(self.trampolines)}"]
+                f"trampolines (fentry/fexit): {state(self.trampolines)}",
+                f"bpf_trace_printk output (tracefs): {state(self.trace)}"]
 
 
 def _code(*insns: Insn) -> bytes:
@@ -137,8 +143,10 @@ def probe() -> KernelCapabilities:
     release = platform.release()
     unusable = _probe_basic()
     if unusable is not None:
-        return KernelCapabilities(release, unusable, "bpf() unusable", "bpf() unusable")
-    return KernelCapabilities(release, None, _probe_syscall_prog(), _probe_trampolines())
+        return KernelCapabilities(release, unusable, "bpf() unusable", "bpf() unusable", "bpf() unusable")
+    from .wholeprog import probe_trace
+
+    return KernelCapabilities(release, None, _probe_syscall_prog(), _probe_trampolines(), probe_trace())
 
 
 @functools.cache

@@ -70,13 +70,9 @@ class KernelTarget:
         if reason is not None:
             return f"kernel target unavailable: {reason}"
         if case.whole is not None:
-            from ..kernel.wholeprog import probe_trace, refusal as whole_refusal, uses_trace
-            from ..wholeprog import assembled
+            from ..kernel.wholeprog import refusal as whole_refusal
 
-            whole = case.whole
-            caps = self.capabilities()
-            needs_trace = whole.expect.trace is not None or uses_trace(assembled(whole))
-            return whole_refusal(whole, caps.trampolines, probe_trace() if needs_trace else None)
+            return whole_refusal(case.whole, self.capabilities().trampolines)
         from ..kernel.harness import refusal
 
         return refusal(case)

@@ -14,6 +14,7 @@ interpreter is the oracle for every run.
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 
@@ -30,7 +31,7 @@ from .common import CannotLower, Compiled, translate
 #: Architecture name -> backend module.
 ARCHES = {"x86_64": "reference_vm.jit.x86_64", "arm64": "reference_vm.jit.arm64"}
 
-__all__ = ["ARCHES", "CannotLower", "Compiled", "backend", "compile_program", "run"]
+__all__ = ["ARCHES", "CannotLower", "Compiled", "backend", "clear_cache", "compile_program", "run"]
 
 
 def backend(arch: str) -> ModuleType:
@@ -46,12 +47,44 @@ def compile_program(program: Sequence[Insn | None], arch: str, *, maps: Sequence
 
     ``maps`` resolve pseudo ``lddw`` as the interpreter does; ``options`` are backend options
     (arm64: ``lse``). Raises :class:`CannotLower` for what the backend cannot translate."""
+    return _compile(program, arch, maps, options)
+
+
+def _compile(program: Sequence[Insn | None], arch: str, maps: Sequence[object],
+             options: Mapping[str, object]) -> Compiled:
     mod = backend(arch)
     try:
         opts = mod.options(**options)
     except TypeError as e:
-        raise ValueError(f"{arch}: bad backend options {options}: {e}") from None
+        raise ValueError(f"{arch}: bad backend options {dict(options)}: {e}") from None
     return translate(mod, program, maps=maps, options=opts)
+
+
+_CACHE: OrderedDict[tuple[object, ...], Compiled] = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def _cached_compile(program: Sequence[Insn | None], arch: str, maps: Sequence[object],
+                    options: Mapping[str, object]) -> Compiled:
+    """:func:`compile_program`, remembering the last programs translated without maps, so that
+    running one program on many inputs translates it (and unicorn translates its code) once."""
+    if maps:
+        return _compile(program, arch, maps, options)
+    key = (arch, tuple(sorted(options.items())),
+           tuple((i.op.name, i.dst, i.src, i.off, i.imm) if i is not None else None for i in program))
+    compiled = _CACHE.get(key)
+    if compiled is None:
+        compiled = _CACHE[key] = _compile(program, arch, (), options)
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return compiled
+
+
+def clear_cache() -> None:
+    """Forget the translations :func:`run` remembers."""
+    _CACHE.clear()
 
 
 def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = None, *,
@@ -80,7 +113,7 @@ def run(program: Sequence[Insn | None] | bytes | bytearray, mem: bytes | None = 
     regs[10] = STACK_TOP
     try:
         if compiled is None:
-            compiled = compile_program(program, arch, maps=env.maps, **(options or {}))
+            compiled = _cached_compile(program, arch, env.maps, options or {})
         return engine(arch).run(compiled, env, regs, budget=budget, helpers=helpers,
                                 empty_slot_consumes_budget=empty_slot_consumes_budget)
     except CannotLower as e:

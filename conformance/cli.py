@@ -95,6 +95,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report_arguments(sub.add_parser("report", help=REPORT_HELP, description=REPORT_DESCRIPTION))
 
+    jit = sub.add_parser("jit", help="print BPF and native code side by side, or per-backend coverage",
+                         description="Translate a program (.data file, raw bytes or assembly) with a "
+                                     "reference JIT and print each BPF instruction next to its native "
+                                     "code (capstone); --coverage prints the ISA rows each backend lowers.")
+    jit.add_argument("file", metavar="FILE", nargs="?")
+    jit.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
+    jit.add_argument("--dialect", choices=("ubpf", "llvm"), default="ubpf")
+    jit.add_argument("--coverage", action="store_true", help="print the opcode coverage table and exit")
+
     btf = sub.add_parser("btf", help="validate a BTF blob as the kernel would and list its types",
                          description="Validate a raw BTF blob (e.g. /sys/kernel/btf/vmlinux or a .BTF "
                                      "section) in the kernel's order and with its messages.")
@@ -126,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "btf":
             return _cmd_btf(args)
+        if args.command == "jit":
+            return _cmd_jit(args)
         if args.command == "asm":
             return _cmd_asm(args)
         if args.command == "disasm":
@@ -335,6 +346,44 @@ def _cmd_disasm(args: argparse.Namespace) -> int:
     from reference_vm.asm import disassemble
 
     text = disassemble(program, dialect=args.dialect)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def _program_bytes(path: str) -> bytes:
+    """The program of a ``.data`` file, a raw bytecode file, or an assembly text file."""
+    if path.endswith(".data"):
+        from .case import load_case
+
+        return load_case(path).program_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    if path.endswith((".s", ".asm", ".S")):
+        from reference_vm.asm import assemble_bytes
+
+        return assemble_bytes(_read_text(path), file=path)
+    return data
+
+
+def _cmd_jit(args: argparse.Namespace) -> int:
+    from reference_vm.jit.printer import coverage_table, side_by_side
+
+    if args.coverage:
+        print(coverage_table())
+        return EXIT_OK
+    if args.file is None:
+        raise UsageError("jit: give a FILE, or --coverage")
+    from reference_vm.errors import EncodingError
+    from reference_vm.insn import decode_program
+
+    code = _program_bytes(args.file)
+    try:
+        program = decode_program(code)
+    except EncodingError as e:
+        raise e.located(args.file) from None
+    text = side_by_side(program, args.arch, dialect=args.dialect)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
 

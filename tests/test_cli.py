@@ -297,3 +297,11 @@ def test_bad_yaml_case_is_one_line(tmp_path, run_cli):
                     "      - {name: m, type: nope, max_entries: 1}\n")
     message = _one_line_error(run_cli("run", path), f"{path}:7: ")
     assert "unknown map type 'nope'" in message
+
+
+def test_jit_side_by_side_and_coverage(run_cli):
+    proc = run_cli("jit", "corpora/bpf_conformance/add.data", "--arch", "x86_64")
+    assert proc.returncode == 0, proc.stderr
+    assert "add32 %r0, %r1" in proc.stdout  # add.data's own instructions, with native code beside
+    proc = run_cli("jit", "--coverage")
+    assert proc.returncode == 0 and "167/167 executable rows native" in proc.stdout

@@ -6,6 +6,7 @@ Expected values come from the corpus files and from hand-encoded instructions (R
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import time
@@ -304,4 +305,6 @@ def test_jit_side_by_side_and_coverage(run_cli):
     assert proc.returncode == 0, proc.stderr
     assert "add32 %r0, %r1" in proc.stdout  # add.data's own instructions, with native code beside
     proc = run_cli("jit", "--coverage")
-    assert proc.returncode == 0 and "167/167 executable rows native" in proc.stdout
+    assert proc.returncode == 0
+    # every executable row of the ISA table is lowered natively on both backends (100% coverage)
+    assert len(re.findall(r"\b(\d+)/\1 executable rows native", proc.stdout)) == 2, proc.stdout

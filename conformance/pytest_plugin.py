@@ -30,7 +30,7 @@ from reference_vm.errors import BpfCheckError
 from reference_vm.outcome import Outcome
 
 from . import runner as rn
-from .case import Case, load_case
+from .case import Case, is_case_file, load_cases
 from .divergence import Divergence
 from .targets import Target
 
@@ -115,7 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> DataFile | None:
-    if file_path.suffix != ".data":
+    if file_path.suffix not in (".data", ".yaml", ".yml") or not is_case_file(file_path):
         return None
     state: _State = parent.config.stash[_STATE]
     path = file_path.resolve()
@@ -125,17 +125,20 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> DataFile |
 
 
 class DataFile(pytest.File):
-    """One ``.data`` file; its items are the targets."""
+    """One case file: a ``.data`` file's items are the targets; a YAML file's items are
+    ``case::target`` for each of its cases."""
 
     def collect(self) -> Iterator[CaseItem]:
         try:
-            case = load_case(self.path)
+            cases = load_cases([str(self.path)])
         except BpfCheckError as e:
             raise self.CollectError(f"bpfcheck: {e}") from None
         targets, options, divergences = self.config.stash[_STATE].setup()
-        for target in targets:
+        single = self.path.suffix == ".data"
+        for case, target in ((c, t) for c in cases for t in targets):
             div = divergences.get(target.name, {}).get(case.name)
-            item = CaseItem.from_parent(self, name=target.name, case=case, target=target, options=options,
+            name = target.name if single else f"{case.name}::{target.name}"
+            item = CaseItem.from_parent(self, name=name, case=case, target=target, options=options,
                                         divergence=div)
             if div is not None:
                 item.add_marker(pytest.mark.xfail(reason=div.reason, strict=True, raises=CaseFailure))

@@ -31,6 +31,8 @@ def helper_symbols() -> dict[str, int]:
 
 
 def assembled(case: YamlCase) -> dict[str, list[Insn | None]]:
+    if case.image is not None:  # an `elf:` case: the object's linked programs (docs/elf.md)
+        return {p.name: list(p.insns) for p in case.image.programs}
     return assemble_case(case, helper_symbols())
 
 

@@ -11,6 +11,7 @@ that every value still knows its line.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,8 @@ class YamlCase:
     description: str = ""
     topic: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    elf: str | None = None  # an `elf:` case's object (docs/elf.md), as written
+    image: Any = None  # its reference_vm.elf.ElfImage: programs and maps come from it
 
 
 class _Reader:
@@ -164,7 +167,7 @@ class _Reader:
 
 
 _CASE_FIELDS = {"name", "description", "topic", "prog_type", "programs", "maps", "entry", "mem", "ctx",
-                "expect", "provenance", "options"}
+                "expect", "provenance", "options", "elf"}
 _EXPECT_FIELDS = {"r0", "error", "maps", "ringbuf", "trace", "mem", "verifier"}
 _PROVENANCE_FIELDS = {"kernel", "mode", "date", "recorded_by", "selftest", "rfc", "source", "note"}
 _MAP_FIELDS = {"name", "type", "key_size", "value_size", "max_entries", "flags", "inner", "values", "slots"}
@@ -173,13 +176,19 @@ U64 = (1 << 64) - 1
 
 
 def _parse_case(r: _Reader, node: Node) -> YamlCase:
-    f = r.mapping(node, _CASE_FIELDS, {"name", "programs", "expect", "provenance"})
+    f = r.mapping(node, _CASE_FIELDS, {"name", "expect", "provenance"})
     name = r.string(f["name"])
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise r.fail(f["name"], f"case name {name!r} may hold only letters, digits, '_', '.', '-'")
-    default_type = r.string(f["prog_type"]) if "prog_type" in f else "raw"
-    programs = _parse_programs(r, f["programs"], default_type)
-    maps = [_parse_map(r, m) for m in r.seq(f["maps"])] if "maps" in f else []
+    image = None
+    if "elf" in f:
+        image, programs, maps = _elf_case(r, f)
+    else:
+        if "programs" not in f:
+            raise r.fail(node, "missing required field 'programs'")
+        default_type = r.string(f["prog_type"]) if "prog_type" in f else "raw"
+        programs = _parse_programs(r, f["programs"], default_type)
+        maps = [_parse_map(r, m) for m in r.seq(f["maps"])] if "maps" in f else []
     names = [m.name for m in maps]
     for m in maps:
         if names.count(m.name) > 1:
@@ -206,7 +215,46 @@ def _parse_case(r: _Reader, node: Node) -> YamlCase:
         options=({k: v.value for k, v in r.mapping(f["options"], {"empty_slot_consumes_budget", "ncpus",
                                                                     "budget"}).items()}
                  if "options" in f else {}),
+        elf=r.string(f["elf"]) if "elf" in f else None, image=image,
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _load_elf(path: str, _mtime_ns: int) -> Any:
+    from reference_vm.elf import load_elf
+
+    return load_elf(path)
+
+
+def _elf_case(r: _Reader, f: dict[str, Node]) -> tuple[Any, list[ProgramSpec], list[MapSpecText]]:
+    """An ``elf:`` case (docs/elf.md): its programs and maps are those of a BPF ELF object (path
+    relative to the case file), loaded as libbpf would (:func:`reference_vm.elf.load_elf`)."""
+    from reference_vm.elf import ElfError
+    from reference_vm.maps import MapType
+
+    node = f["elf"]
+    for other in ("programs", "maps", "prog_type"):
+        if other in f:
+            raise r.fail(f[other], f"{other!r} cannot be combined with 'elf' (the object defines them)")
+    path = Path(r.path).parent / r.string(node)
+    try:
+        image = _load_elf(str(path), path.stat().st_mtime_ns)
+    except OSError as e:
+        raise r.fail(node, f"cannot read {str(path)!r}: {e.strerror}") from None
+    except ElfError as e:
+        raise r.fail(node, str(e)) from None
+    programs = [ProgramSpec(p.name, "", node.line, p.prog_type.value, p.attach) for p in image.programs]
+    maps = []
+    for spec in image.maps:
+        mtype = MapType(spec.type).name.lower() if spec.type in MapType._value2member_map_ else spec.type_name
+        init = image.init.get(spec.name)
+        if mtype not in MAP_TYPES or spec.inner_map is not None or (init and init.inner):
+            raise r.fail(node, f"map {spec.name!r} ({mtype}) cannot be run as a YAML case")
+        values = {k.hex(): v.hex() for k, v in init.entries} if init else {}
+        maps.append(MapSpecText(spec.name, mtype, spec.key_size, spec.value_size, spec.max_entries,
+                                spec.flags, values=values, slots=dict(init.slots) if init else {},
+                                line=node.line))
+    return image, programs, maps
 
 
 def _parse_programs(r: _Reader, node: Node, default_type: str) -> list[ProgramSpec]:

@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import os
 import platform
+import re
 import struct
 from dataclasses import dataclass
 
@@ -55,6 +56,7 @@ def errno_name(err: int) -> str:
     return "ENOTSUPP" if err == ENOTSUPP else errno.errorcode.get(err, str(err))
 
 
+_PROCESSED = re.compile(r"processed \d+ insns \(limit \d+\)")
 #: State dumps the verifier prints after some messages (``infinite loop detected at insn 1``).
 _STATE_DUMPS = ("cur state:", "old state:")
 
@@ -66,7 +68,12 @@ def log_message(log: str) -> str:
     (``cur state:`` / ``old state:`` after ``infinite loop detected at insn N``) are skipped.
     """
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    if lines and lines[-1].startswith("processed "):
+    if lines and not lines[-1].startswith("processed ") and _PROCESSED.search(lines[-1]):
+        # a message printed without its newline runs into the summary line
+        # ("expected prog array map for tail callprocessed 6 insns (limit 1000000) ...")
+        head = _PROCESSED.split(lines[-1], 1)[0].strip()
+        lines[-1:] = [head, "processed"] if head else ["processed"]
+    if lines and lines[-1].startswith("processed"):
         lines.pop()
     while lines and lines[-1].startswith(_STATE_DUMPS):
         lines.pop()
@@ -119,7 +126,8 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
 
 def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array[ctypes.c_char],
                prog_type: int, level: int, size: int, prog_flags: int, expected_attach_type: int,
-               attach_btf_id: int, fd_array: ctypes.Array[ctypes.c_int] | None = None
+               attach_btf_id: int, fd_array: ctypes.Array[ctypes.c_int] | None = None,
+               prog_btf_fd: int = 0, func_info: ctypes.Array[ctypes.c_char] | None = None
                ) -> tuple[int, str, int]:
     """One PROG_LOAD: ``(fd or -errno, log text, log_true_size)``."""
     log = ctypes.create_string_buffer(size) if size else None
@@ -131,6 +139,9 @@ def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array
     struct.pack_into("<I", attr, 108, attach_btf_id)
     if fd_array is not None:
         struct.pack_into("<Q", attr, 120, ctypes.addressof(fd_array))
+    if func_info is not None:  # {u32 insn_off; u32 type_id} records (kernel-oracle.md §2)
+        count = len(func_info.raw) // 8
+        struct.pack_into("<IIQI", attr, 72, prog_btf_fd, 8, ctypes.addressof(func_info), count)
     fd = _bpf(BPF_PROG_LOAD, attr)
     true_size, = struct.unpack_from("<I", attr, 140)
     text = log.value.decode(errors="replace") if log else ""
@@ -139,7 +150,8 @@ def _load_once(insns: ctypes.Array[ctypes.c_char], count: int, lic: ctypes.Array
 
 def prog_load(insns: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER, *, license: bytes = b"GPL",
               log_size: int = 0, prog_flags: int = 0, expected_attach_type: int = 0,
-              attach_btf_id: int = 0, fd_array: list[int] | None = None) -> int:
+              attach_btf_id: int = 0, fd_array: list[int] | None = None, prog_btf_fd: int = 0,
+              func_info: bytes | None = None) -> int:
     """PROG_LOAD without a log; on failure reload with ``log_level=1`` and raise :class:`BpfError`.
 
     Logging costs 2–3x the load time (kernel-oracle.md P7), so the log is asked for only
@@ -148,23 +160,28 @@ def prog_load(insns: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER, *, lic
     (``bpf_vlog_finalize``), so the reload is repeated once with ``log_true_size`` bytes.
 
     ``fd_array`` (PROG_LOAD @120) resolves ``ld_imm64`` src 5/6 (``BPF_PSEUDO_MAP_IDX[_VALUE]``):
-    imm is an index into it (kernel/bpf/verifier.c ``add_used_map_from_fd``).
+    imm is an index into it (kernel/bpf/verifier.c ``add_used_map_from_fd``). ``prog_btf_fd`` and
+    ``func_info`` (8-byte ``{insn_off, type_id}`` records, @72..@88) describe the subprograms.
     """
     prog = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license)
-    args = (prog, len(insns) // 8, lic, prog_type)
     fds = (ctypes.c_int * max(len(fd_array), 1))(*fd_array) if fd_array is not None else None
-    extra = (prog_flags, expected_attach_type, attach_btf_id, fds)
+    finfo = ctypes.create_string_buffer(func_info, len(func_info)) if func_info is not None else None
+
+    def load(level: int, size: int) -> tuple[int, str, int]:
+        return _load_once(prog, len(insns) // 8, lic, prog_type, level, size, prog_flags,
+                          expected_attach_type, attach_btf_id, fds, prog_btf_fd, finfo)
+
     first_errno = 0
     if not log_size:
-        fd, _, _ = _load_once(*args, 0, 0, *extra)
+        fd, _, _ = load(0, 0)
         if fd >= 0:
             return fd
         first_errno = -fd
     size = log_size or DEFAULT_LOG_SIZE
-    fd, log, true_size = _load_once(*args, 1, size, *extra)
+    fd, log, true_size = load(1, size)
     if fd == -errno.ENOSPC and size < true_size <= MAX_LOG_SIZE:
-        fd, log, true_size = _load_once(*args, 1, true_size, *extra)
+        fd, log, true_size = load(1, true_size)
     if fd >= 0:
         if not first_errno:  # an explicit log_size was asked for and the load succeeded
             return fd
@@ -286,6 +303,59 @@ def obj_id(fd: int) -> int:
     if ret < 0:
         raise BpfError("BPF_OBJ_GET_INFO_BY_FD", -ret)
     return int(struct.unpack_from("<I", info, 4)[0])
+
+
+#: ``sizeof(struct bpf_prog_info)`` on Linux 6.18 (kernel-oracle.md §2).
+PROG_INFO_SIZE = 232
+
+
+@dataclass(frozen=True)
+class JitedProg:
+    """A loaded program's code as OBJ_GET_INFO_BY_FD reports it (kernel-oracle.md §2, §10).
+
+    ``jited`` holds every function's native image back to back (``func_lens`` splits it),
+    ``ksyms`` the kernel address of each function, ``xlated`` the verifier's rewritten
+    instructions (8-byte ``bpf_insn`` slots).
+    """
+
+    jited: bytes
+    xlated: bytes
+    ksyms: tuple[int, ...]
+    func_lens: tuple[int, ...]
+
+
+def prog_jited_info(fd: int) -> JitedProg:
+    """BPF_OBJ_GET_INFO_BY_FD, two passes: the lengths and counts, then the images, xlated
+    instructions, ksyms and function lengths. Raises :class:`BpfError` when the command fails
+    and ``PermissionError`` when the kernel withholds the raw dump (``bpf_dump_raw_ok``:
+    ``kptr_restrict``, missing CAP_SYSLOG/CAP_SYS_ADMIN): it then zeroes the pointers."""
+
+    def info_by_fd(info: ctypes.Array[ctypes.c_char]) -> None:
+        attr = ctypes.create_string_buffer(ATTR_SIZE)
+        struct.pack_into("<IIQ", attr, 0, fd, PROG_INFO_SIZE, ctypes.addressof(info))
+        ret = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+        if ret < 0:
+            raise BpfError("BPF_OBJ_GET_INFO_BY_FD", -ret)
+
+    first = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    info_by_fd(first)
+    jited_len, xlated_len = struct.unpack_from("<II", first, 16)
+    nr_ksyms, nr_lens = struct.unpack_from("<II", first, 104)
+    jited = ctypes.create_string_buffer(max(jited_len, 1))
+    xlated = ctypes.create_string_buffer(max(xlated_len, 1))
+    ksyms = ctypes.create_string_buffer(max(8 * nr_ksyms, 8))
+    lens = ctypes.create_string_buffer(max(4 * nr_lens, 4))
+    second = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    struct.pack_into("<IIQQ", second, 16, jited_len, xlated_len, ctypes.addressof(jited), ctypes.addressof(xlated))
+    struct.pack_into("<IIQQ", second, 104, nr_ksyms, nr_lens, ctypes.addressof(ksyms), ctypes.addressof(lens))
+    info_by_fd(second)
+    jited_ptr, xlated_ptr = struct.unpack_from("<QQ", second, 24)
+    ksyms_ptr, = struct.unpack_from("<Q", second, 112)
+    if (jited_len and not jited_ptr) or (xlated_len and not xlated_ptr) or (nr_ksyms and not ksyms_ptr):
+        raise PermissionError(errno.EPERM, "the kernel withholds raw JIT/xlated dumps "
+                              "(bpf_dump_raw_ok: kptr_restrict or missing CAP_SYSLOG)")
+    return JitedProg(jited.raw[:jited_len], xlated.raw[:xlated_len],
+                     struct.unpack_from(f"<{nr_ksyms}Q", ksyms), struct.unpack_from(f"<{nr_lens}I", lens))
 
 
 def probe() -> str | None:

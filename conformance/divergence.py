@@ -4,11 +4,13 @@ Instead of ad-hoc ``if case == ...: continue`` in a runner, each known differenc
 target and the corpus is written down once, with its reason::
 
     target: kernel            # optional when the run has a single target
-    divergences:
+    divergences:              # (or targets: [kernel, kernel-jit] for a file several share)
       - case: lsh64-imm-high  # the case name (file name without .data)
         reason: "verifier rejects shift immediates >= 64 (invalid shift 64)"
         expect: {error: ""}   # optional: what the target does instead
                               # ({r0: 0x1234} or {error: TEXT}; "" = any error)
+      - cases: [a, b]         # several cases with one reason: one strict XFAIL each
+        reason: "..."
 
 A top-level list of entries is accepted as well. A listed case that passes is XPASS (a
 failure: the entry is stale); with ``expect``, a target that diverges differently is a FAIL.
@@ -28,7 +30,7 @@ import yaml
 from reference_vm.errors import CaseFormatError, UsageError
 
 DEFAULT_DIR = Path(__file__).parent / "divergences"
-_ENTRY_KEYS = {"case", "reason", "expect", "issue"}
+_ENTRY_KEYS = {"case", "cases", "reason", "expect", "issue"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class DivergenceFile:
     path: str
     target: str | None
     entries: dict[str, Divergence]
+    targets: tuple[str, ...] = ()  # a file shared by several targets
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -90,13 +93,18 @@ def load_divergences(path: str | Path) -> DivergenceFile:
     elif isinstance(doc, list):
         items = doc
     elif isinstance(doc, dict):
-        unknown = set(doc) - {"target", "divergences", "__line__"}
+        unknown = set(doc) - {"target", "targets", "divergences", "__line__"}
         if unknown:
             raise CaseFormatError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                                  "(expected: target, divergences)", file=p, line=doc["__line__"])
+                                  "(expected: target or targets, divergences)", file=p, line=doc["__line__"])
         target = doc.get("target")
         if target is not None and not isinstance(target, str):
             raise CaseFormatError("'target' must be a string", file=p, line=doc["__line__"])
+        shared = doc.get("targets") or []
+        if not isinstance(shared, list) or not all(isinstance(t, str) for t in shared) or (
+                shared and target is not None):
+            raise CaseFormatError("'targets' must be a list of target names (and not combined with "
+                                  "'target')", file=p, line=doc["__line__"])
         items = doc.get("divergences") or []
         if not isinstance(items, list):
             raise CaseFormatError("'divergences' must be a list", file=p, line=doc["__line__"])
@@ -104,12 +112,26 @@ def load_divergences(path: str | Path) -> DivergenceFile:
         raise CaseFormatError("expected a mapping with 'divergences' or a list of entries", file=p, line=1)
     entries: dict[str, Divergence] = {}
     for item in items:
-        div = _entry(item, p)
-        if div.case in entries:
-            raise CaseFormatError(f"case {div.case!r} is listed twice (first at line "
-                                  f"{entries[div.case].line})", file=p, line=div.line)
-        entries[div.case] = div
-    return DivergenceFile(p, target, entries)
+        for div in _entries(item, p):
+            if div.case in entries:
+                raise CaseFormatError(f"case {div.case!r} is listed twice (first at line "
+                                      f"{entries[div.case].line})", file=p, line=div.line)
+            entries[div.case] = div
+    shared_targets = tuple(doc.get("targets") or ()) if isinstance(doc, dict) else ()
+    return DivergenceFile(p, target, entries, shared_targets)
+
+
+def _entries(item: Any, path: str) -> list[Divergence]:
+    """One entry, or one per name of a ``cases:`` list sharing a reason."""
+    if isinstance(item, dict) and "cases" in item:
+        names = item.pop("cases")
+        if "case" in item or not isinstance(names, list) or not names or not all(
+                isinstance(n, str) and n for n in names):
+            raise CaseFormatError("'cases' must be a non-empty list of case names (without 'case')",
+                                  file=path, line=item.get("__line__"))
+        line = item["__line__"]
+        return [_entry({**item, "case": n, "__line__": line}, path) for n in names]
+    return [_entry(item, path)]
 
 
 def _entry(item: Any, path: str) -> Divergence:
@@ -150,6 +172,27 @@ def default_file(target_name: str) -> Path | None:
     return p if p.is_file() else None
 
 
+def default_entries(target_name: str) -> dict[str, Divergence]:
+    """The default divergences of a target: its own file, plus every file in
+    ``conformance/divergences/`` whose ``targets:`` list names it."""
+    entries: dict[str, Divergence] = {}
+    own = default_file(target_name)
+    if own is not None:
+        entries.update(load_divergences(own).entries)
+    for path in sorted(DEFAULT_DIR.glob("*.yaml")):
+        if path == own:
+            continue
+        d = load_divergences(path)
+        if target_name in d.targets:
+            for name, div in d.entries.items():
+                if name in entries:
+                    raise CaseFormatError(f"case {name!r} for target {target_name!r} is also listed in "
+                                          f"{entries[name].file}:{entries[name].line}", file=div.file,
+                                          line=div.line)
+                entries[name] = div
+    return entries
+
+
 def resolve_divergences(files: list[str], targets: list[str], case_names: set[str] | None = None,
                         ) -> tuple[dict[str, dict[str, Divergence]], list[str]]:
     """Map each target name to its entries (case name -> entry), and warnings.
@@ -161,6 +204,11 @@ def resolve_divergences(files: list[str], targets: list[str], case_names: set[st
     by_target: dict[str, dict[str, Divergence]] = {}
     for f in files:
         d = load_divergences(f)
+        if d.targets:
+            for name in d.targets:
+                if name in targets:
+                    by_target.setdefault(name, {}).update(d.entries)
+            continue
         if d.target is None:
             if len(targets) != 1:
                 raise UsageError(f"{f}: no 'target:' key, and the run has {len(targets)} targets")
@@ -174,8 +222,10 @@ def resolve_divergences(files: list[str], targets: list[str], case_names: set[st
             raise UsageError(f"{f}: a second divergence file for target {name!r}")
         by_target[name] = d.entries
     for name in targets:
-        if name not in by_target and (default := default_file(name)) is not None:
-            by_target[name] = load_divergences(default).entries
+        if name not in by_target:
+            defaults = default_entries(name)
+            if defaults:
+                by_target[name] = defaults
     warnings = []
     if case_names is not None:
         for name, entries in by_target.items():

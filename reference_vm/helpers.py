@@ -72,16 +72,28 @@ def _get_current_comm(env: Environment, buf: int, size: int, *_: int) -> int:
     return 0
 
 
+#: x86-64 TASK_SIZE_MAX + PAGE_SIZE: copy_from_kernel_nofault_allowed() refuses lower addresses.
+USER_ADDRESS_LIMIT = 0x0000_8000_0000_0000
+ERANGE = 34
+
+
 def _probe_read_kernel(env: Environment, dst: int, size: int, src: int, *_: int) -> int:
-    """bpf_probe_read_kernel (113): copy ``size`` bytes; on a bad source, zero ``dst`` and return
-    -EFAULT (bpf_probe_read_kernel_common). Every region of the run's memory counts as mapped
-    kernel memory; nothing else does."""
+    """bpf_probe_read_kernel (113): copy ``size`` bytes from kernel memory.
+
+    bpf_probe_read_kernel_common -> copy_from_kernel_nofault: a user-space source (below
+    TASK_SIZE_MAX + PAGE_SIZE on x86-64, NULL included, whatever the size) gives -ERANGE; an
+    unmapped kernel address -EFAULT; on either error ``dst`` is zeroed. Every region of the run's
+    memory models a kernel object (the stack, map values, contexts …) and so counts as kernel
+    memory, even where bpfcheck places it at a low address.
+    """
     size &= 0xFFFFFFFF
     try:
         data = env.memory.read_bytes(src, size) if size else b""
     except Exception:  # MemoryFault: an unmapped source is the helper's error, not the program's
         env.memory.write_bytes(dst, bytes(size))
-        return -EFAULT & M64
+        return (-ERANGE if src < USER_ADDRESS_LIMIT else -EFAULT) & M64
+    if size == 0 and src < USER_ADDRESS_LIMIT and not any(r.start <= src < r.end for r in env.memory.regions):
+        return -ERANGE & M64
     env.memory.write_bytes(dst, data)
     return 0
 

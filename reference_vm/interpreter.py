@@ -53,7 +53,15 @@ from .isa import (
     JmpOp,
     Kind,
 )
-from .memory import MAX_CALL_FRAMES, MEM_BASE, STACK_SIZE, STACK_TOP, MemoryFault, standard_memory
+from .memory import (
+    MAX_CALL_FRAMES,
+    MAX_TAIL_CALL_CNT,
+    MEM_BASE,
+    STACK_SIZE,
+    STACK_TOP,
+    MemoryFault,
+    standard_memory,
+)
 from .outcome import Outcome
 from .program import FIRST_MAP_FD
 
@@ -67,8 +75,6 @@ POISON = tuple(0xBADC_0DE0_0000_0000 | n for n in range(6))
 BPF_MAX_LOOPS = 8 * 1024 * 1024
 DEFAULT_BUDGET = 1_000_000
 EINVAL, E2BIG = 22, 7
-#: Linux MAX_TAIL_CALL_CNT (include/linux/bpf.h) since v5.17 (commit ebf7f6f0a6cd: 32 -> 33).
-MAX_TAIL_CALL_CNT = 33
 #: Kernels before about 2025 count a tail call into an empty prog-array slot against the limit;
 #: newer ones test the slot first (formats-and-corpora.md §7). Cases choose with the
 #: ``empty_slot_consumes_budget`` option.
@@ -104,7 +110,7 @@ class _CallbackReturn(Exception):
 class Machine:
     """The state of one run: registers, memory, call frames and the deterministic environment."""
 
-    __slots__ = ("regs", "env", "memory", "frames", "helpers", "may_goto_left", "helper_calls",
+    __slots__ = ("regs", "env", "memory", "frames", "depth_base", "helpers", "may_goto_left", "helper_calls",
                  "bases", "tail_calls", "empty_slot_consumes_budget", "steps", "budget", "nested_count",
                  "ctx_pointers")
 
@@ -112,7 +118,8 @@ class Machine:
         self.regs: list[int] = [0] * 11
         self.env = env
         self.memory = env.memory
-        self.frames: list[tuple[int, int, int, int, int, int]] = []  # ret pc, r6..r9, r10
+        self.frames: list[tuple[int, int, int, int, int, int, int]] = []  # ret pc, r6..r9, r10, base
+        self.depth_base = 0  # len(frames) when the current program was entered (by a tail call)
         self.helpers = helpers
         self.may_goto_left = BPF_MAX_LOOPS
         self.helper_calls: list[tuple[int, tuple[int, ...], int]] = []
@@ -498,6 +505,7 @@ def _tail_call(i: Insn, pc: int, m: Machine) -> Step:
         if target is None:
             r[1] = POISON[1]
             return nxt
+        m.depth_base = len(m.frames)  # the target's own calls count from this frame
         return target
     return step
 
@@ -539,9 +547,10 @@ def _bpf_loop(i: Insn, pc: int, m: Machine) -> Step:
 def _run_callback(m: Machine, target: int, args: tuple[int, ...]) -> int:
     """Run the function at absolute pc ``target`` in a new frame until it returns; its r0."""
     r, frames, steps = m.regs, m.frames, m.steps
-    if len(frames) + 1 >= MAX_CALL_FRAMES:
-        raise Fault("call_depth", f"the call stack of {len(frames) + 2} frames is too deep")
-    frames.append((len(steps) - 1, r[6], r[7], r[8], r[9], r[10]))  # returns to _callback_return
+    depth = len(frames) - m.depth_base
+    if depth + 1 >= MAX_CALL_FRAMES:
+        raise Fault("call_depth", f"the call stack of {depth + 2} frames is too deep")
+    frames.append((len(steps) - 1, r[6], r[7], r[8], r[9], r[10], m.depth_base))  # -> _callback_return
     r[1], r[2], r[3], r[4], r[5] = args
     r[10] = (r[10] - STACK_SIZE) & M64
     pc, count = target, 0
@@ -578,9 +587,10 @@ def _call_local(i: Insn, pc: int, m: Machine) -> Step:
     assert target is not None
 
     def step() -> int:
-        if len(frames) + 1 >= MAX_CALL_FRAMES:
-            raise Fault("call_depth", f"the call stack of {len(frames) + 2} frames is too deep")
-        frames.append((nxt, r[6], r[7], r[8], r[9], r[10]))
+        depth = len(frames) - m.depth_base  # MAX_CALL_FRAMES holds per program (verifier.c)
+        if depth + 1 >= MAX_CALL_FRAMES:
+            raise Fault("call_depth", f"the call stack of {depth + 2} frames is too deep")
+        frames.append((nxt, r[6], r[7], r[8], r[9], r[10], m.depth_base))
         r[10] = (r[10] - STACK_SIZE) & M64
         return target
     return step
@@ -592,7 +602,7 @@ def _exit(i: Insn, pc: int, m: Machine) -> Step:
     def step() -> int:
         if not frames:
             raise _Exit
-        ret, r[6], r[7], r[8], r[9], r[10] = frames.pop()
+        ret, r[6], r[7], r[8], r[9], r[10], m.depth_base = frames.pop()
         return ret
     return step
 

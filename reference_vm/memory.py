@@ -26,9 +26,16 @@ STACK_SIZE = 512
 #: Linux MAX_CALL_FRAMES (include/linux/bpf_verifier.h).
 MAX_CALL_FRAMES = 8
 
+#: Linux MAX_TAIL_CALL_CNT (include/linux/bpf.h) since v5.17 (commit ebf7f6f0a6cd: 32 -> 33).
+MAX_TAIL_CALL_CNT = 33
+#: Frames the stack region holds. MAX_CALL_FRAMES limits the calls *within* one program (the
+#: verifier checks each program on its own); a tail call from a subprogram keeps the frames
+#: below it, so a chain of tail calls can stack up to (MAX_TAIL_CALL_CNT + 1) programs' frames.
+STACK_FRAMES = MAX_CALL_FRAMES * (MAX_TAIL_CALL_CNT + 1)
+
 #: r10 of the outermost frame; frame k has r10 = STACK_TOP - k * STACK_SIZE.
 STACK_TOP = 0x0000_7FFF_0000_0000
-STACK_BASE = STACK_TOP - MAX_CALL_FRAMES * STACK_SIZE
+STACK_BASE = STACK_TOP - STACK_FRAMES * STACK_SIZE
 #: Input memory (bpf_conformance ``-- mem``, or a program's context/packet).
 MEM_BASE = 0x0000_7F00_0000_0000
 
@@ -176,7 +183,7 @@ class Memory:
 
 def standard_memory(mem: bytes | None) -> Memory:
     """The bpf_conformance layout: a stack for every frame and, if given, a copy of ``mem``."""
-    m = Memory([Region("stack", STACK_BASE, bytearray(MAX_CALL_FRAMES * STACK_SIZE))])
+    m = Memory([Region("stack", STACK_BASE, bytearray(STACK_FRAMES * STACK_SIZE))])
     if mem is not None:
         m.add(Region("mem", MEM_BASE, bytearray(mem)))
     return m

@@ -346,7 +346,8 @@ def prog_jited_info(fd: int) -> JitedProg:
     ksyms = ctypes.create_string_buffer(max(8 * nr_ksyms, 8))
     lens = ctypes.create_string_buffer(max(4 * nr_lens, 4))
     second = ctypes.create_string_buffer(PROG_INFO_SIZE)
-    struct.pack_into("<IIQQ", second, 16, jited_len, xlated_len, ctypes.addressof(jited), ctypes.addressof(xlated))
+    struct.pack_into("<IIQQ", second, 16, jited_len, xlated_len,
+                     ctypes.addressof(jited), ctypes.addressof(xlated))
     struct.pack_into("<IIQQ", second, 104, nr_ksyms, nr_lens, ctypes.addressof(ksyms), ctypes.addressof(lens))
     info_by_fd(second)
     jited_ptr, xlated_ptr = struct.unpack_from("<QQ", second, 24)

@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "jit-x86_64": "conformance.targets.jit:X86_64Target",
     "jit-arm64": "conformance.targets.jit:Arm64Target",
     "kernel": "conformance.targets.kernel:KernelTarget",
+    "kernel-jit": "conformance.targets.kernel_jit:KernelJitTarget",
 }
 PLUGIN_PREFIX = "plugin:"
 ENTRY_POINT_GROUP = "bpfcheck.targets"

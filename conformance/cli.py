@@ -3,7 +3,7 @@
 Subcommands: ``run`` (cases × targets, :mod:`conformance.runner`), ``plugin`` (our interpreter
 as a bpf_conformance plugin, :mod:`conformance.plugin_main`), ``record`` (kernel answers written
 into case files, :mod:`conformance.record`), ``asm`` / ``disasm`` (thin wrappers over
-:mod:`reference_vm.asm`) and ``list-targets``.
+:mod:`reference_vm.asm`), ``fuzz`` (differential fuzzing, :mod:`fuzz.cli`) and ``list-targets``.
 
 Every :class:`~reference_vm.errors.BpfCheckError` (bad case file, bad option, invalid
 encoding) ends the program with one line ``bpfcheck: file:line: message`` on stderr and exit
@@ -110,6 +110,8 @@ def _build_parser() -> argparse.ArgumentParser:
     btf.add_argument("file", metavar="FILE")
     btf.add_argument("--log", action="store_true", help="print the kernel-style level-1 log")
 
+    sub.add_parser("fuzz", add_help=False,
+                   help="differential fuzzing: campaign, replay SEED, promote FINDING (docs/fuzzing.md)")
     sub.add_parser("list-targets", help="list the known targets")
     return parser
 
@@ -117,6 +119,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args_list[:1] == ["fuzz"]:
+            from fuzz.cli import main as fuzz_main
+
+            return fuzz_main(args_list[1:])
         plugin_args = _plugin_argv(args_list)
         if plugin_args is not None:
             from .plugin_main import main as plugin_main
@@ -211,9 +217,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     report = rn.run(cases, targets, options, divergences, progress)
     report.warnings = warnings
-    if len(targets) > 1:
+    if len(targets) > 1 or report.not_applicable:
         for name in names:
-            print(f"{name}: {rn.summary_line(report.counts(name))}")
+            scope = report.not_applicable.get(name)
+            outside = f" ({scope} cases outside this target's scope, not run)" if scope else ""
+            print(f"{name}: {rn.summary_line(report.counts(name))}{outside}")
     print(rn.summary_line(report.counts()), flush=True)
     _write(args.json, rp.to_json(report).encode())
     _write(args.junit, rp.to_junit(report))
@@ -270,7 +278,9 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 
     _write(str(out / "report.html"), render_html(doc).encode())
     for name in names:
-        print(f"{name}: {rn.summary_line(report.counts(name))}")
+        scope = report.not_applicable.get(name)
+        outside = f" ({scope} cases outside this target's scope, not run)" if scope else ""
+        print(f"{name}: {rn.summary_line(report.counts(name))}{outside}")
     print(f"report: {out.resolve()}")
     print(rn.summary_line(report.counts()), flush=True)
     return EXIT_FAILED if report.failed else EXIT_OK

@@ -88,6 +88,7 @@ def to_json(report: RunReport) -> str:
         "summary": {"line": summary_line(report.counts()), **_counts_json(report.counts())},
         "per_target": {t: _counts_json(report.counts(t)) for t in report.targets},
         "warnings": report.warnings,
+        "not_applicable": dict(sorted(report.not_applicable.items())),
         "results": [result_json(r) for r in report.results],
     }
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

@@ -363,6 +363,8 @@ class RunReport:
     targets: list[str]
     options: RunOptions
     warnings: list[str] = field(default_factory=list)
+    #: target -> number of cases outside its scope (``applies_to``); reported, never run or counted
+    not_applicable: dict[str, int] = field(default_factory=dict)
 
     def counts(self, target: str | None = None) -> Counter[Verdict]:
         return Counter(r.verdict for r in self.results if target is None or r.target == target)
@@ -388,9 +390,15 @@ def summary_line(counts: Counter[Verdict]) -> str:
 def run(cases: Sequence[Case], targets: Sequence[Target], options: RunOptions,
         divergences: dict[str, dict[str, Divergence]] | None = None,
         on_result: Callable[[Result], None] | None = None) -> RunReport:
-    """Run every case on every target; ``divergences`` maps target name -> case name -> entry."""
+    """Run every case on every target; ``divergences`` maps target name -> case name -> entry.
+
+    A target with an ``applies_to(case)`` method declares its scope (``kernel-jit``: single-
+    program cases): cases outside it are not run on it and are counted in
+    ``RunReport.not_applicable`` instead of as skips, and the CLI prints that count.
+    """
     divergences = divergences or {}
     slots: list[Result | None] = [None] * (len(cases) * len(targets))
+    not_applicable: dict[str, int] = {}
     lock = threading.Lock()
     pool = _WorkerPool(max(1, options.jobs))
 
@@ -415,6 +423,10 @@ def run(cases: Sequence[Case], targets: Sequence[Target], options: RunOptions,
             for ci, case in enumerate(cases):
                 for ti, target in enumerate(targets):
                     index = ci * len(targets) + ti
+                    applies = getattr(target, "applies_to", None)
+                    if applies is not None and not applies(case):
+                        not_applicable[target.name] = not_applicable.get(target.name, 0) + 1
+                        continue
                     div = divergences.get(target.name, {}).get(case.name)
                     reason = skip_reason(case, target, options)
                     if reason is not None:
@@ -427,4 +439,4 @@ def run(cases: Sequence[Case], targets: Sequence[Target], options: RunOptions,
     finally:
         pool.close()
     results = [r for r in slots if r is not None]
-    return RunReport(results, [t.name for t in targets], options)
+    return RunReport(results, [t.name for t in targets], options, not_applicable=not_applicable)

@@ -36,6 +36,11 @@ class KernelJitTarget:
 
         return probe()
 
+    def applies_to(self, case: Case) -> bool:
+        """The scope of this target: single-program (.data) cases; whole-program cases with maps
+        and several programs run on the ``kernel`` target."""
+        return case.whole is None
+
     def supports(self, case: Case) -> str | None:
         reason = self.unavailable_reason()
         if reason is not None:

@@ -1,0 +1,303 @@
+"""The differential oracle: one program, many inputs, every target, the full final state.
+
+:class:`Oracle` prepares a program on every target once (:mod:`fuzz.targets`) and then runs
+each input on each of them. The first target is the reference; every other target's outcome
+is compared with it on the fields both observe (in-process targets: error, r0-r10, memory,
+instruction count, exit pc, helper calls, maps, ring buffer, trace; a plugin: ok/error and r0).
+An ``unsupported`` outcome (a program a JIT cannot lower, a tail call it does not take) is not
+compared. An exception escaping any component — our generator, a target's preparation or run,
+the comparison itself — is a finding, never a crash of the campaign.
+
+A divergence has a *signature* used to deduplicate findings (:func:`signature`): which targets
+differ, in which part of the state, and (for a minimized program, :func:`row_classes`) which
+instruction classes it contains.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference_vm import outcome as oc
+from reference_vm.insn import Insn
+from reference_vm.isa import Kind, OpDef
+from reference_vm.outcome import Outcome
+
+from .targets import FULL, PLUGIN_FIELDS, make_target
+
+
+class RunTimeout(Exception):
+    """A target did not finish one run within the per-run timeout."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One target disagreeing with the reference (or raising)."""
+
+    target: str
+    fields: tuple[str, ...]  # differing state parts, or ("exception",) / ("timeout",)
+    detail: str = ""  # "ok->crash" for error changes; the exception type and place
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}:{'+'.join(self.fields)}" + (f"[{self.detail}]" if self.detail else "")
+
+
+@dataclass
+class Result:
+    """The outcomes of one input on every target, and how they diverge."""
+
+    mem: bytes | None
+    outcomes: dict[str, Outcome | None]
+    divergences: list[Divergence] = field(default_factory=list)
+    tracebacks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def coarse(self) -> str:
+        return coarse_signature(self.divergences)
+
+
+def coarse_signature(divs: Iterable[Divergence]) -> str:
+    """Targets and state parts that differ (what minimization must keep)."""
+    return "|".join(sorted(d.key for d in divs))
+
+
+def row_class(row: OpDef) -> str:
+    """An instruction class for signatures: ``alu32:add``, ``jcond32:jset``, ``store8``,
+    ``atomic64:cmpxchg``, ``call``..."""
+    k = row.kind
+    if k is Kind.ALU:
+        name = row.name.split("_")[0].rstrip("0123456789")
+        return f"alu{row.width}:{name}"
+    if k is Kind.JCOND:
+        return f"jcond{row.width}:{row.name.split('_')[0].rstrip('0123456789')}"
+    if k is Kind.ATOMIC:
+        return f"atomic{row.width}:{row.name.removeprefix('lock_').rstrip('0123456789')}"
+    if k in (Kind.LOAD, Kind.LOADSX, Kind.STORE_IMM, Kind.STORE_REG, Kind.LOAD_ACQ, Kind.STORE_REL):
+        return f"{k.value}{row.size * 8}"
+    if k in (Kind.NEG, Kind.MOVSX, Kind.END):
+        return row.name
+    return k.value
+
+
+def row_classes(program: Sequence[Insn | None]) -> list[str]:
+    return sorted({row_class(i.op) for i in program if i is not None and i.op.kind is not Kind.EXIT})
+
+
+def signature(divs: Iterable[Divergence], program: Sequence[Insn | None] | None = None) -> str:
+    """The deduplication key: the coarse signature plus, for a (minimized) program, the
+    classes of the instructions it contains."""
+    coarse = coarse_signature(divs)
+    if program is None:
+        return coarse
+    return coarse + "#" + ",".join(row_classes(program))
+
+
+def _where(e: BaseException) -> str:
+    """file:function of the innermost frame of ours (reference_vm/, conformance/, fuzz/)."""
+    tb = traceback.extract_tb(e.__traceback__)
+    for fr in reversed(tb):
+        fn = fr.filename.replace("\\", "/")
+        for top in ("reference_vm/", "conformance/", "fuzz/", "bench/"):
+            if top in fn:
+                return fn[fn.rindex(top) :] + ":" + fr.name
+    return tb[-1].name if tb else "?"
+
+
+def exception_detail(e: BaseException) -> str:
+    return f"{type(e).__name__}@{_where(e)}"
+
+
+def _err_kind(out: Outcome) -> str:
+    return "ok" if out.error == oc.OK else "error"
+
+
+def compare(
+    ref: Outcome, other: Outcome, ref_fields: Sequence[str], other_fields: Sequence[str]
+) -> tuple[tuple[str, ...], str]:
+    """Differing fields of two outcomes, on what both observe; and the error change."""
+    common = [f for f in FULL if f in ref_fields and f in other_fields]
+    if "okness" in ref_fields or "okness" in other_fields:
+        diffs = []
+        if _err_kind(ref) != _err_kind(other):
+            diffs.append("error")
+        elif ref.ok and ref.r0 != other.r0:
+            diffs.append("r0")
+        detail = f"{_err_kind(ref)}->{other.error}" if diffs and diffs[0] == "error" else ""
+        return tuple(diffs), detail
+    diffs = [f for f in common if getattr(ref, f) != getattr(other, f)]
+    detail = f"{ref.error}->{other.error}" if "error" in diffs else ""
+    return tuple(diffs), detail
+
+
+class _Alarm:
+    """Per-run timeouts with SIGALRM (main thread only; elsewhere runs are unbounded here and
+    the campaign's watchdog, which kills and restarts the worker, is the only guard)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.enabled = seconds > 0 and threading.current_thread() is threading.main_thread()
+        if self.enabled:
+            signal.signal(signal.SIGALRM, self._fire)
+
+    @staticmethod
+    def _fire(signum: int, frame: Any) -> None:
+        raise RunTimeout("per-run timeout")
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@dataclass
+class Prepared:
+    targets: list[Any]  # per target: its prepared program, or None if preparing it raised
+    failed: dict[str, tuple[str, str]]  # target -> (exception detail, traceback)
+
+
+class Oracle:
+    """Targets by spec; :meth:`check` runs one program on many inputs."""
+
+    def __init__(
+        self, specs: Sequence[str], *, run_timeout: float = 10.0, allow_kernel: bool = False
+    ) -> None:
+        self.specs = list(specs)
+        self.targets = [make_target(s, allow_kernel=allow_kernel) for s in specs]
+        self.names = [t.name for t in self.targets]
+        self.alarm = _Alarm(run_timeout)
+        self.unsupported = 0
+
+    def check(
+        self,
+        program: Sequence[Insn | None],
+        mems: Sequence[bytes | None],
+        budget: int,
+        *,
+        stop_at_first: bool = False,
+    ) -> list[Result]:
+        """Every input on every target; a :class:`Result` per input."""
+        prepared = self.prepare(program, budget, any(m is not None for m in mems))
+        return self.run(prepared, mems, stop_at_first=stop_at_first)
+
+    def prepare(self, program: Sequence[Insn | None], budget: int, has_mem: bool = True) -> Prepared:
+        """The per-program work on every target (translation, interpreter steps)."""
+        prepared: list[Any] = []
+        failed: dict[str, tuple[str, str]] = {}
+        for t in self.targets:
+            try:
+                with self.alarm:
+                    prepared.append(t.prepare(program, budget, has_mem))
+            except Exception as e:  # noqa: BLE001 - any exception of a component is a finding
+                prepared.append(None)
+                failed[t.name] = (
+                    exception_detail(e) if not isinstance(e, RunTimeout) else "prepare",
+                    traceback.format_exc(),
+                )
+        return Prepared(prepared, failed)
+
+    def run(
+        self, prepared: Prepared, mems: Sequence[bytes | None], *, stop_at_first: bool = False
+    ) -> list[Result]:
+        """Inputs on a prepared program."""
+        results = []
+        for mem in mems:
+            r = self._one(prepared.targets, mem, prepared.failed)
+            results.append(r)
+            if stop_at_first and r.divergences:
+                break
+        return results
+
+    def _one(self, prepared: list[Any], mem: bytes | None, failed: dict[str, tuple[str, str]]) -> Result:
+        outs: dict[str, Outcome | None] = {}
+        excs: dict[str, tuple[str, str]] = dict(failed)
+        timeouts: set[str] = set()
+        for t, p in zip(self.targets, prepared, strict=True):
+            if p is None:
+                outs[t.name] = None
+                continue
+            try:
+                with self.alarm:
+                    outs[t.name] = p.run(mem)
+            except RunTimeout:
+                outs[t.name] = None
+                timeouts.add(t.name)
+            except Exception as e:  # noqa: BLE001
+                outs[t.name] = None
+                excs[t.name] = (exception_detail(e), traceback.format_exc())
+        result = Result(mem=mem, outcomes=outs)
+        ref_t = self.targets[0]
+        ref = outs[ref_t.name]
+        for t in self.targets:
+            if t.name in excs:
+                result.divergences.append(Divergence(t.name, ("exception",), excs[t.name][0]))
+                result.tracebacks[t.name] = excs[t.name][1]
+            elif t.name in timeouts:
+                result.divergences.append(Divergence(t.name, ("timeout",)))
+        if ref is None or ref.error == oc.UNSUPPORTED:
+            return result
+        for t in self.targets[1:]:
+            out = outs[t.name]
+            if out is None:
+                continue
+            if out.error == oc.UNSUPPORTED:
+                self.unsupported += 1
+                continue
+            diffs, detail = compare(ref, out, ref_t.fields, t.fields)
+            if diffs:
+                result.divergences.append(Divergence(t.name, diffs, detail))
+        return result
+
+
+def describe(result: Result, names: Sequence[str]) -> str:
+    """A few lines: each target's error, r0 and the registers / memory bytes that differ."""
+    lines = []
+    ref = result.outcomes.get(names[0])
+    for name in names:
+        out = result.outcomes.get(name)
+        if out is None:
+            tb = result.tracebacks.get(name, "")
+            lines.append(f"{name}: no outcome ({tb.strip().splitlines()[-1] if tb else 'timeout'})")
+            continue
+        text = f"{name}: {out.error}" + (f" r0={out.r0:#x}" if out.r0 is not None else "")
+        text += f" insns={out.insn_count} exit_pc={out.exit_pc}"
+        if ref is not None and out is not ref and ref.regs and out.regs and ref.regs != out.regs:
+            regs = [
+                f"r{k}={b:#x} (want {a:#x})"
+                for k, (a, b) in enumerate(zip(ref.regs, out.regs, strict=True))
+                if a != b
+            ]
+            text += " " + " ".join(regs)
+        if ref is not None and out is not ref and out.memory and ref.memory != out.memory:
+            for region, data in out.memory.items():
+                want = ref.memory.get(region)
+                if want is not None and want != data:
+                    at = next((i for i in range(min(len(want), len(data))) if want[i] != data[i]), 0)
+                    text += f" {region}[{at}]: {data[at : at + 8].hex()} (want {want[at : at + 8].hex()})"
+        if out.message and out.error != oc.OK:
+            text += f" ({out.message[:160]})"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+__all__ = [
+    "FULL",
+    "PLUGIN_FIELDS",
+    "Divergence",
+    "Oracle",
+    "Result",
+    "RunTimeout",
+    "coarse_signature",
+    "compare",
+    "describe",
+    "row_class",
+    "row_classes",
+    "signature",
+]

@@ -1,0 +1,345 @@
+"""The implementations a campaign compares, prepared once per program and run once per input.
+
+``prepare(program, budget)`` does the per-program work (the interpreter builds its steps, a JIT
+translates the program, a plugin does nothing) and returns an object whose ``run(mem)`` gives
+the full :class:`~reference_vm.outcome.Outcome` for one input. That split is what makes "same
+program, many inputs" cheap: the JIT code is translated (by us and by unicorn) once.
+
+Spec strings (``--targets``): ``interpreter``, ``jit-x86_64``, ``jit-arm64``, ``jit-arm64-llsc``
+(arm64 without LSE atomics), ``plugin:PATH[ ARGS]`` (a bpf_conformance plugin: r0 and
+"error or not" only), ``mutant:NAME`` (the interpreter or a JIT with one seeded bug of
+:mod:`bench.mutants` applied: for testing the fuzzer itself). ``kernel`` is refused:
+generated programs go to the live kernel only with ``--allow-kernel`` *and* after the
+project's verifier accepted them, and that verifier does not exist yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+from reference_vm import interpreter
+from reference_vm import outcome as oc
+from reference_vm.env import Environment
+from reference_vm.errors import UsageError
+from reference_vm.helpers import DEFAULT_HELPERS, HelperTable
+from reference_vm.insn import Insn
+from reference_vm.memory import MEM_BASE, STACK_TOP, standard_memory
+from reference_vm.outcome import Outcome
+
+#: Every field of an Outcome that the in-process targets observe and the oracle compares.
+FULL = ("error", "r0", "regs", "memory", "insn_count", "exit_pc", "helper_calls", "maps", "ringbuf", "trace")
+#: What a bpf_conformance plugin can tell: whether it failed, and r0.
+PLUGIN_FIELDS = ("okness", "r0")
+
+Program = Sequence[Insn | None]
+
+
+class Prepared(Protocol):
+    def run(self, mem: bytes | None) -> Outcome: ...
+
+
+class FuzzTarget(Protocol):
+    name: str
+    fields: tuple[str, ...]
+
+    def prepare(self, program: Program, budget: int) -> Prepared: ...
+
+
+class LazyEnvironment(Environment):
+    """An :class:`Environment` whose random generator is made on first use: seeding one costs
+    about 6 us, a third of a JIT run, and few runs call bpf_get_prandom_u32. Same seed, same
+    numbers (the interpreter fast path's self-check compares with a plain Environment)."""
+
+    def __post_init__(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "prandom":
+            value = random.Random(self.seed)
+            self.prandom = value
+            return value
+        raise AttributeError(name)
+
+
+class FastPathDrift(AssertionError):
+    """The interpreter's reusable fast path disagreed with ``interpreter.run``: the interpreter's
+    internals changed under it. Reported as a finding of the ``interpreter`` target."""
+
+
+class _Unsupported:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def run(self, mem: bytes | None) -> Outcome:
+        return Outcome(error=oc.UNSUPPORTED, message=self.message)
+
+
+def _initial_regs(mem: bytes | None) -> list[int]:
+    regs = [0] * 11
+    if mem is not None:
+        regs[1], regs[2] = MEM_BASE, len(mem)
+    regs[10] = STACK_TOP
+    return regs
+
+
+def same_outcome(a: Outcome, b: Outcome, fields: Sequence[str] = FULL) -> bool:
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+# --- The interpreter --------------------------------------------------------------------------
+
+
+class _InterpreterPrepared:
+    """The interpreter's steps built once and re-run per input: the machine's registers, frames
+    and memory are reset in place (the steps hold references to them), the environment is new
+    for every run. The first run of every program is checked against ``interpreter.run``."""
+
+    def __init__(self, program: Program, budget: int, helpers: HelperTable, has_mem: bool) -> None:
+        self.program, self.budget, self.helpers, self.has_mem = program, budget, helpers, has_mem
+        self.memory = standard_memory(b"" if has_mem else None)
+        self.stack = self.memory.region("stack")
+        self.memregion = self.memory.region("mem") if has_mem else None
+        self.zero = bytes(len(self.stack.data))
+        m = interpreter.Machine(Environment(self.memory), helpers)
+        self.steps = interpreter.prepare([("main", program)], m)
+        self.m = m
+        self.saved: dict[str, Any] = {}
+        for slot in type(m).__slots__:
+            value = getattr(m, slot)
+            if isinstance(value, (list, dict)) and slot != "steps":
+                self.saved[slot] = value.copy()
+            elif isinstance(value, (int, bool)) or value is None:
+                self.saved[slot] = value
+        self.checked = False
+
+    def run(self, mem: bytes | None) -> Outcome:
+        if (mem is not None) != self.has_mem:
+            return interpreter.run(self.program, mem, budget=self.budget, helpers=self.helpers)
+        m = self.m
+        for slot, value in self.saved.items():
+            if slot == "helper_calls":
+                m.helper_calls = []  # handed to the Outcome: a new list per run
+            elif isinstance(value, list):
+                getattr(m, slot)[:] = value
+            elif isinstance(value, dict):
+                d = getattr(m, slot)
+                d.clear()
+                d.update(value)
+            else:
+                setattr(m, slot, value)
+        self.stack.data[:] = self.zero
+        if self.memregion is not None:
+            self.memregion.data[:] = mem  # type: ignore[index]
+        m.env = LazyEnvironment(self.memory)
+        m.regs[:] = _initial_regs(mem)
+        out = interpreter._execute(m, self.steps, 0, self.budget)
+        if not self.checked:
+            self.checked = True
+            plain = interpreter.run(self.program, mem, budget=self.budget, helpers=self.helpers)
+            if not same_outcome(out, plain):
+                diff = [f for f in FULL if getattr(out, f) != getattr(plain, f)]
+                raise FastPathDrift(f"the interpreter fast path differs from interpreter.run in {diff}")
+        return out
+
+
+class _InterpreterPlain:
+    def __init__(self, program: Program, budget: int, helpers: HelperTable) -> None:
+        self.program, self.budget, self.helpers = program, budget, helpers
+
+    def run(self, mem: bytes | None) -> Outcome:
+        return interpreter.run(self.program, mem, budget=self.budget, helpers=self.helpers)
+
+
+class InterpreterTarget:
+    name = "interpreter"
+    fields = FULL
+
+    def __init__(self, helpers: HelperTable = DEFAULT_HELPERS, fast: bool = True) -> None:
+        self.helpers = helpers
+        self.fast = fast and all(hasattr(interpreter, a) for a in ("Machine", "prepare", "_execute"))
+
+    def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
+        if self.fast:
+            return _InterpreterPrepared(program, budget, self.helpers, has_mem)
+        return _InterpreterPlain(program, budget, self.helpers)
+
+
+# --- The JITs ---------------------------------------------------------------------------------
+
+
+class _JitPrepared:
+    def __init__(self, compiled: Any, arch: str, budget: int, helpers: HelperTable) -> None:
+        from reference_vm.jit.runtime import engine
+
+        self.compiled, self.budget, self.helpers = compiled, budget, helpers
+        self.engine = engine(arch)
+
+    def run(self, mem: bytes | None) -> Outcome:
+        from reference_vm.jit import CannotLower
+
+        env = LazyEnvironment(standard_memory(mem))
+        try:
+            return self.engine.run(
+                self.compiled, env, _initial_regs(mem), budget=self.budget, helpers=self.helpers
+            )
+        except CannotLower as e:
+            return Outcome(error=oc.UNSUPPORTED, message=str(e))
+
+
+class JitTarget:
+    fields = FULL
+
+    def __init__(
+        self,
+        arch: str,
+        options: dict[str, object] | None = None,
+        name: str | None = None,
+        helpers: HelperTable = DEFAULT_HELPERS,
+    ) -> None:
+        from reference_vm import jit
+
+        if arch not in jit.ARCHES:
+            raise UsageError(f"unknown JIT architecture {arch!r}")
+        self.arch, self.options, self.helpers = arch, dict(options or {}), helpers
+        self.name = name or f"jit-{arch}"
+
+    def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
+        from reference_vm.jit import CannotLower, compile_program
+
+        try:
+            compiled = compile_program(program, self.arch, **self.options)
+        except CannotLower as e:
+            return _Unsupported(str(e))
+        return _JitPrepared(compiled, self.arch, budget, self.helpers)
+
+
+# --- External plugins -----------------------------------------------------------------------
+
+
+class _PluginPrepared:
+    def __init__(self, target: Any, program: Program, timeout: float) -> None:
+        from conformance.case import Case
+
+        slots = tuple(raw for i in program if i is not None for raw in i.raw())
+        self.make = lambda mem: Case(name="fuzz", path="<fuzz>", program=slots, mem=mem)
+        self.target, self.timeout = target, timeout
+
+    def run(self, mem: bytes | None) -> Outcome:
+        return self.target.run(self.make(mem), self.timeout)  # type: ignore[no-any-return]
+
+
+class PluginFuzzTarget:
+    """A bpf_conformance plugin (one process per run): compared on r0 and ok/error only."""
+
+    fields = PLUGIN_FIELDS
+
+    def __init__(self, spec: str, timeout: float = 10.0) -> None:
+        from conformance.targets.plugin import PluginTarget
+
+        self.target = PluginTarget.from_spec(spec)
+        self.name = self.target.name
+        self.timeout = timeout
+
+    def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
+        return _PluginPrepared(self.target, program, self.timeout)
+
+
+# --- Mutants (seeded bugs, for testing the fuzzer) ------------------------------------------
+
+
+class _PatchedPrepared:
+    def __init__(self, inner: Prepared, patch: Callable[[], contextlib.AbstractContextManager[Any]]) -> None:
+        self.inner, self.patch = inner, patch
+
+    def run(self, mem: bytes | None) -> Outcome:
+        with self.patch():
+            return self.inner.run(mem)
+
+
+class MutantTarget:
+    """A built-in target with one mutant of :mod:`bench.mutants` applied while it prepares and
+    runs (and only then: the other targets in the same process stay unmutated)."""
+
+    def __init__(self, mutant_name: str) -> None:
+        self.mutant = mutants_module().get_mutant(mutant_name)
+        self.base: Any = make_target(self.mutant.target)
+        self.name = f"mutant:{mutant_name}"
+        self.fields = self.base.fields
+
+    def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
+        with self.mutant.applied():
+            inner = self.base.prepare(program, budget, has_mem)
+        return _PatchedPrepared(inner, self.mutant.applied)
+
+
+def mutants_module() -> Any:
+    """:mod:`bench.mutants` (a folder of the repository, not an installed package)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "bench" / "mutants" / "__init__.py").is_file() and str(root) not in sys.path:
+        sys.path.append(str(root))
+    try:
+        return importlib.import_module("bench.mutants")
+    except ImportError as e:
+        raise UsageError(f"mutant targets need the repository's bench/mutants folder: {e}") from None
+
+
+# --- Resolution ---------------------------------------------------------------------------------
+
+KERNEL_REFUSED = (
+    "the kernel target is not available to the fuzzer: generated programs are sent to "
+    "the live kernel only with --allow-kernel AND after the project's verifier accepted "
+    "them, and that verifier does not exist yet"
+)
+BUILTIN = ("interpreter", "jit-x86_64", "jit-arm64", "jit-arm64-llsc")
+
+
+def make_target(spec: str, *, allow_kernel: bool = False, plugin_timeout: float = 10.0) -> Any:
+    spec = spec.strip()
+    if spec == "interpreter":
+        return InterpreterTarget()
+    if spec == "jit-x86_64":
+        return JitTarget("x86_64")
+    if spec == "jit-arm64":
+        return JitTarget("arm64")
+    if spec == "jit-arm64-llsc":
+        return JitTarget("arm64", {"lse": False}, name="jit-arm64-llsc")
+    if spec.startswith("plugin:"):
+        return PluginFuzzTarget(spec[len("plugin:") :], plugin_timeout)
+    if spec.startswith("mutant:"):
+        return MutantTarget(spec[len("mutant:") :])
+    if spec in ("kernel", "kernel-capbpf"):
+        raise UsageError(
+            KERNEL_REFUSED if allow_kernel else f"{spec}: {KERNEL_REFUSED} (and --allow-kernel was not given)"
+        )
+    raise UsageError(
+        f"unknown fuzz target {spec!r} (known: {', '.join(BUILTIN)}, plugin:PATH[ ARGS], mutant:NAME)"
+    )
+
+
+def parse_targets(text: str | Sequence[str], *, allow_kernel: bool = False) -> list[str]:
+    """``interpreter,jit-x86_64`` (or a list of such) -> target specs, checked; the first is the
+    reference the others are compared with."""
+    items: list[str] = []
+    for part in [text] if isinstance(text, str) else list(text):
+        items += [
+            p.strip() for p in (part.split(",") if not part.startswith("plugin:") else [part]) if p.strip()
+        ]
+    if len(items) < 2:
+        raise UsageError("fuzzing needs at least two targets to compare (e.g. interpreter,jit-x86_64)")
+    if len(set(items)) != len(items):
+        raise UsageError(f"a target is given twice: {', '.join(items)}")
+    for spec in items:
+        make_target(spec, allow_kernel=allow_kernel) if spec.startswith(("kernel",)) else None
+    return items
+
+
+@contextlib.contextmanager
+def nothing() -> Iterator[None]:
+    yield

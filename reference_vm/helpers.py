@@ -65,8 +65,10 @@ def _get_current_uid_gid(env: Environment, *_: int) -> int:
 def _get_current_comm(env: Environment, buf: int, size: int, *_: int) -> int:
     """bpf_get_current_comm (16): the task name, NUL-terminated and zero-padded to ``size``
     (strscpy_pad in kernel/bpf/helpers.c); 0 on success."""
+    size &= 0xFFFFFFFF
     if size == 0:
         return 0
+    env.memory.check_writable(buf, size)  # a bad buffer faults before anything is built
     name = env.task.comm[:size - 1]
     env.memory.write_bytes(buf, name + bytes(size - len(name)))
     return 0
@@ -87,6 +89,8 @@ def _probe_read_kernel(env: Environment, dst: int, size: int, src: int, *_: int)
     memory, even where bpfcheck places it at a low address.
     """
     size &= 0xFFFFFFFF
+    if size:
+        env.memory.check_writable(dst, size)  # a bad destination is the program's fault
     try:
         data = env.memory.read_bytes(src, size) if size else b""
     except Exception:  # MemoryFault: an unmapped source is the helper's error, not the program's

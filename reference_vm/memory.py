@@ -177,6 +177,17 @@ class Memory:
             raise MemoryFault("oob_write", addr, len(data), f" (region {r.name} is read-only)")
         r.data[off:off + len(data)] = data
 
+    def check_writable(self, addr: int, size: int) -> None:
+        """Raise the :class:`MemoryFault` a write of ``size`` bytes at ``addr`` would raise, without
+        writing (helpers check a destination before building its contents)."""
+        try:
+            r, _ = self._locate(addr, size, "oob_write")
+        except MemoryFault:
+            self._joined(addr, size, "oob_write")  # raises unless joined regions cover it
+            return
+        if not r.writable:
+            raise MemoryFault("oob_write", addr, size, f" (region {r.name} is read-only)")
+
     def snapshot(self) -> dict[str, bytes]:
         return {r.name: bytes(r.data) for r in self.regions}
 

@@ -12,7 +12,11 @@
        jlt %r0, %r1, loop
        exit
 
-   on each JIT under unicorn (translated once, engine reused) and on the interpreter.
+   on each JIT under unicorn (translated once, engine reused), on the interpreter, and on the
+   running kernel: ``BPF_PROG_TEST_RUN`` of the same loop loaded as a socket filter (the kernel's
+   own JIT), with N within the verifier's complexity limit (it walks every iteration: 1M
+   processed instructions; N = 200,000 by default) and the mean run time the kernel reports
+   (``duration``, ``repeat`` runs per call). Skipped, with the reason, where bpf() is unusable.
 3. Per-case overhead of a 40-instruction straight-line program (ALU, stores, loads) on a reused
    engine: the engine's run alone (code resident; the same environment, or a fresh one per
    run), ``jit.run`` of the same program again (translation cached), and ``jit.run`` of a
@@ -26,6 +30,7 @@ Figures are measurements, not assertions; targets (issue "JIT to x86-64 and arm6
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from conformance.kernel import syscall  # noqa: E402
 from reference_vm import interpreter, jit  # noqa: E402
 from reference_vm.asm import assemble  # noqa: E402
 from reference_vm.env import Environment  # noqa: E402
@@ -100,6 +106,31 @@ def bench_loop(n: int, repeat: int) -> dict[str, float]:
     return out
 
 
+def bench_kernel(n: int, repeat: int, runs: int) -> tuple[float | None, str]:
+    """BPF insn/s of the counting loop under ``BPF_PROG_TEST_RUN`` (best of ``repeat`` calls of
+    ``runs`` runs each, by the kernel's ``duration``), or None and why it could not be run."""
+    why = syscall.probe()
+    if why is not None:
+        return None, why
+    code = encode_program(assemble(LOOP.format(n=n)))
+    try:
+        fd = syscall.prog_load(code, syscall.BPF_PROG_TYPE_SOCKET_FILTER)
+    except OSError as e:
+        return None, f"the verifier refused the loop with N={n:,}: {e}"
+    try:
+        best = None
+        for _ in range(repeat):
+            res = syscall.prog_test_run(fd, repeat=runs)
+            assert res.retval == n & 0xFFFF_FFFF, res
+            best = res.duration_ns if best is None else min(best, res.duration_ns)
+    except OSError as e:
+        return None, f"BPF_PROG_TEST_RUN failed: {e}"
+    finally:
+        os.close(fd)
+    assert best is not None
+    return (2 * n + 3) / max(best, 1) * 1e9, f"N={n:,}, {runs} runs per call, kernel-reported mean"
+
+
 def bench_case(repeat: int, inner: int) -> dict[str, dict[str, float]]:
     program = program_40()
     want = interpreter.run(program)
@@ -132,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10_000_000, help="loop iterations on the JITs (default 10M)")
     ap.add_argument("--repeat", type=int, default=5, help="samples per figure; the best is kept")
     ap.add_argument("--inner", type=int, default=2000, help="runs per sample for per-case figures")
+    ap.add_argument("--kernel-n", type=int, default=200_000,
+                    help="loop iterations under BPF_PROG_TEST_RUN (the verifier walks them all; "
+                         "default 200k)")
+    ap.add_argument("--kernel-runs", type=int, default=100, help="TEST_RUN repeat per call (default 100)")
     args = ap.parse_args(argv)
 
     comp40 = bench_compile(program_40(), args.repeat)
     comp_loop = bench_compile(decode_program(encode_program(assemble(LOOP.format(n=10)))), args.repeat)
     loop = bench_loop(args.n, args.repeat)
     case = bench_case(args.repeat, args.inner)
+    kernel, kernel_note = bench_kernel(args.kernel_n, args.repeat, args.kernel_runs)
 
     print("translation time per BPF instruction")
     for arch in ARCHES:
@@ -148,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = loop[name] / loop["interpreter"]
         extra = f"   {ratio:6.0f}x the interpreter" if name != "interpreter" else ""
         print(f"  {name:<12} {loop[name] / 1e6:10.1f} M BPF insn/s{extra}")
+    if kernel is None:
+        print(f"  {'kernel':<12} skipped: {kernel_note}")
+    else:
+        print(f"  {'kernel':<12} {kernel / 1e6:10.1f} M BPF insn/s   "
+              f"{kernel / loop['interpreter']:6.0f}x the "
+              f"interpreter, {kernel / loop['x86_64']:.1f}x jit-x86_64 (BPF_PROG_TEST_RUN, {kernel_note})")
     print("per case, 40-instruction program, reused engine")
     for arch in ARCHES:
         f = case[arch]

@@ -329,7 +329,9 @@ class TracingRun:
     environment, and what happened (:attr:`events`, instruction and helper totals)."""
 
     def __init__(self, programs: Sequence[Program], env: Environment, *, budget: int = DEFAULT_BUDGET,
-                 helpers: HelperTable = DEFAULT_HELPERS) -> None:
+                 helpers: HelperTable = DEFAULT_HELPERS,
+                 engine: Callable[..., Outcome] = run_programs) -> None:
+        self.engine = engine  # runs one program: run_programs' signature (the JITs: jit.runner)
         self.programs = [(p.name, p.insns) for p in programs]
         self.trampolines = attach(programs)
         self.env = env
@@ -356,8 +358,8 @@ class TracingRun:
     # one program, one traced call
 
     def _run_program(self, name: str, function: str, stage: str) -> int:
-        out = run_programs(self.programs, name, self.env, r1=CTX_BASE, budget=self.budget,
-                           helpers=self.helpers)
+        out = self.engine(self.programs, name, self.env, r1=CTX_BASE, budget=self.budget,
+                          helpers=self.helpers)
         self.insn_count += out.insn_count or 0
         self.helper_calls.extend(out.helper_calls)
         if not out.ok:
@@ -458,7 +460,8 @@ def entry_kind(programs: Sequence[Program], entry: str | None) -> TrampKind:
 
 def test_run_tracing(programs: Sequence[Program], env: Environment, kind: TrampKind | str | None = None, *,
                      entry: str | None = None, budget: int = DEFAULT_BUDGET,
-                     helpers: HelperTable = DEFAULT_HELPERS) -> Outcome:
+                     helpers: HelperTable = DEFAULT_HELPERS,
+                     engine: Callable[..., Outcome] = run_programs) -> Outcome:
     """Reproduce ``BPF_PROG_TEST_RUN`` of a tracing program with ``programs`` attached.
 
     ``env`` holds the maps (created and filled) that all programs share; ``kind`` is the
@@ -467,7 +470,7 @@ def test_run_tracing(programs: Sequence[Program], env: Environment, kind: TrampK
     """
     try:
         k = TrampKind(kind) if kind is not None else entry_kind(programs, entry)
-        run = TracingRun(programs, env, budget=budget, helpers=helpers)
+        run = TracingRun(programs, env, budget=budget, helpers=helpers, engine=engine)
     except AttachError as e:
         return Outcome(error=e.error, message=str(e))
     return run.test_run(k)
@@ -509,7 +512,8 @@ def is_trampoline_case(case: TracingCase) -> bool:
 
 
 def run_tracing_case(case: TracingCase, assembled: Mapping[str, Sequence[Insn | None]], env: Environment, *,
-                     helpers: HelperTable = DEFAULT_HELPERS) -> Outcome:
+                     helpers: HelperTable = DEFAULT_HELPERS,
+                     engine: Callable[..., Outcome] = run_programs) -> Outcome:
     """Run a YAML trampoline case: TEST_RUN of its ``entry`` program (default: the first) with
     every program that names an ``attach`` attached, in the case's order.
 
@@ -519,4 +523,4 @@ def run_tracing_case(case: TracingCase, assembled: Mapping[str, Sequence[Insn | 
     programs = [Program(p.name, tuple(assembled[p.name]), ProgType(p.prog_type), p.attach)
                 for p in case.programs]
     budget = int(case.options.get("budget", DEFAULT_BUDGET)) if case.options else DEFAULT_BUDGET
-    return test_run_tracing(programs, env, entry=case.entry, budget=budget, helpers=helpers)
+    return test_run_tracing(programs, env, entry=case.entry, budget=budget, helpers=helpers, engine=engine)

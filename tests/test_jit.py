@@ -410,24 +410,23 @@ cases:
 
 
 def test_whole_program_cases_through_the_targets(tmp_path: Path) -> None:
+    """A map lookup and a tail call taken (index 0), falling through (an empty slot, an index
+    past max_entries) through the targets: the full outcome of the interpreter's."""
     from conformance.case import load_cases
     from conformance.targets import get_target
 
-    for index, want_jit in ((0, "unsupported"), (1, "ok"), (9, "ok")):
+    for index in (0, 1, 9):
         path = tmp_path / f"whole{index}.yaml"
         path.write_text(WHOLE.replace("{index}", str(index)))
         cases = load_cases([str(path)])
         interp = get_target("interpreter")
         for case in cases:
             want = interp.run(case, 10.0)
+            if case.name == "tail_call_taken":
+                assert want.ok and want.r0 == (42 if index == 0 else 1)
             for name in ("jit-x86_64", "jit-arm64"):
-                target = get_target(name)
-                assert target.supports(case) is None
-                got = target.run(case, 10.0)
-                if case.name == "tail_call_taken" and want_jit == "unsupported":
-                    assert want.ok and want.r0 == 42 and got.error == "unsupported", got.message
-                else:
-                    assert_same(want, got, f"{case.name} on {name}")
+                got = get_target(name).run(case, 10.0)
+                assert_same(want, got, f"{case.name} on {name}")
 
 
 def _branches(compiled: c.Compiled, pc: int, arch: str) -> list[tuple[str, int, int, int]]:
@@ -579,14 +578,12 @@ def test_pseudo_lddw_and_kfunc() -> None:
     check(decode_program(encode_program(body)))
 
 
-def test_bpf_loop_is_reported_unsupported() -> None:
-    """bpf_loop (helper 181) calls back into the program; the JITs do not run callbacks and say
-    so instead of differing from the interpreter."""
-    program = prog("lddw %r2, 0\nmov %r1, 3\nmov %r3, 0\nmov %r4, 0\ncall 181\nexit\nmov %r0, 0\nexit")
-    assert interpreter.run(program).error != "unsupported"
-    for _, arch, opts in CONFIGS:
-        out = jit.run(program, arch=arch, options=opts)
-        assert out.error == "unsupported" and "bpf_loop" in out.message
+def test_bpf_loop_runs_its_callbacks() -> None:
+    """bpf_loop (helper 181) calls back into the program natively, once per iteration
+    (tests/test_jit_programs.py has the edge cases)."""
+    out = check("mov %r1, 3\nlddw_func %r2, cb\nmov %r3, 0\nmov %r4, 0\ncall 181\nexit\n"
+                "cb:\nmov %r0, 0\nexit")
+    assert out.ok and out.r0 == 3 and out.helper_calls[-1][0] == 181
 
 
 def test_may_goto_budget_is_bpf_max_loops() -> None:

@@ -29,7 +29,9 @@ import functools
 import struct
 from collections.abc import Callable, Mapping
 
+from ..helpers import BPF_FUNC_tail_call
 from ..insn import Insn, jump_target
+from ..interpreter import POISON
 from ..isa import BPF_CMPXCHG, BPF_FETCH, BPF_K, BPF_XCHG, AluOp, Cls, JmpOp, Kind
 from ..memory import STACK_SIZE
 from . import common as c
@@ -214,6 +216,11 @@ def br(rn: int) -> bytes:
     return _w(0xD61F0000 | rn << 5)
 
 
+def blr(rn: int) -> bytes:
+    """BLR (C6.2 BLR; C4.1 class "Unconditional branch (register)")."""
+    return _w(0xD63F0000 | rn << 5)
+
+
 def ret(rn: int = LR) -> bytes:
     """RET (C6.2 RET; C4.1 class "Unconditional branch (register)")."""
     return _w(0xD65F0000 | rn << 5)
@@ -303,8 +310,9 @@ def _ctrl_str(rt: int, off: int, size: int = 3) -> bytes:
 
 
 def entry(cx: Ctx) -> None:
-    """Entry trampoline: control block base, native stack, r0-r10 and the budget, BL pc 0; the
-    outermost ``exit`` returns here with its event word in w9."""
+    """Entry trampoline: control block base, native stack, r0-r10 and the budget, BLR to the
+    entry program (its address is at OFF_START); the outermost ``exit`` returns here with its
+    event word in w9."""
     a = cx.asm
     a.emit(mov_imm(1, CTRLB, c.CTRL))
     a.emit(mov_imm(1, ADDR, c.HOST_STACK_TOP))
@@ -312,7 +320,8 @@ def entry(cx: Ctx) -> None:
     for k, reg in enumerate(REG):
         a.emit(_ctrl_ldr(reg, c.OFF_REGS + 8 * k))
     a.emit(_ctrl_ldr(BUDGET, c.OFF_BUDGET))
-    a.branch("bl", cx.label(0))
+    a.emit(_ctrl_ldr(ADDR, c.OFF_START))
+    a.emit(blr(ADDR))
     a.branch("b", cx.stop)
 
 
@@ -570,6 +579,7 @@ def _if_aligned(cx: Ctx, pc: int, size: int, fast: Callable[[], None], slow: Cal
 def _load(cx: Ctx, i: Insn, pc: int) -> None:
     """LDX MEM (LDRB/LDRH/LDR), MEMSX (LDRSB/LDRSH/LDRSW) and load-acquire (LDAR*)."""
     size, kind = i.op.size, i.op.kind
+    done = _converted_field(cx, i, pc) if cx.converted(i) else None
     _address(cx, i.src, i.off, size, "r", pc)
     lg = _SIZE_LOG[size]
     if kind is Kind.LOAD_ACQ:
@@ -577,6 +587,24 @@ def _load(cx: Ctx, i: Insn, pc: int) -> None:
                     lambda: cx.asm.emit(ldst(lg, 1, REG[i.dst], ADDR)))
     else:
         cx.asm.emit(ldst(lg, 2 if kind is Kind.LOADSX else 1, REG[i.dst], ADDR))
+    if done is not None:
+        cx.asm.bind(done)
+
+
+def _converted_field(cx: Ctx, i: Insn, pc: int) -> Label:
+    """A 4-byte load that may hit a converted context field: its 64-bit pointer when the address
+    is one of the run's pointer fields, else the ordinary load (see x86_64._converted_field)."""
+    a, done = cx.asm, Label("converted")
+    _add_const(cx, i.off < 0, False, 1, ADDR, REG[i.src], abs(i.off))
+    for k, (addr, value) in enumerate(sorted(cx.ctx_pointers.items())):
+        def hit(value: int = value) -> None:
+            a.emit(mov_imm(1, REG[i.dst], value))
+            a.branch("b", done)
+
+        a.emit(mov_imm(1, T1, addr))
+        a.emit(add_sub_reg(True, True, 1, ZR, ADDR, T1))
+        a.branch("bcond", cx.stub(("ctx_pointer", pc, k), hit), EQ)
+    return done
 
 
 def _store_imm(cx: Ctx, i: Insn, pc: int) -> None:
@@ -772,36 +800,87 @@ def _may_goto(cx: Ctx, i: Insn, pc: int) -> None:
 
 
 def _call_helper(cx: Ctx, i: Insn, pc: int) -> None:
-    """Helper call: stop with EV_HELPER; Python runs the helper and resumes at the reload."""
+    """Helper call: stop with EV_HELPER; Python runs the helper and resumes at the reload.
+    ``bpf_tail_call`` first tries the native tail call (:func:`_tail_call`)."""
     a = cx.asm
+    if i.op.kind is Kind.CALL and i.imm == BPF_FUNC_tail_call:
+        slow = Label("tail_call_slow")
+        _tail_call(cx, slow)
+        a.bind(slow)
     _stop_with(cx, c.EV_HELPER, pc)
     cx.resume[pc] = a.bind(Label(f"resume{pc}"))
     for k in range(6):
         a.emit(_ctrl_ldr(REG[k], c.OFF_REGS + 8 * k))
 
 
+def _tail_call(cx: Ctx, slow: Label) -> None:
+    """bpf_tail_call taken natively (see x86_64._tail_call; Linux arm64 ``emit_bpf_tail_call``
+    does the same checks): prog array lookup in TAILTAB, ``index < slots``, count, filled slot;
+    then count, reset the call depth, log, clobber r0 and r2-r5, BR to the target's first block
+    in the same frame."""
+    a = cx.asm
+    loop, found = Label("tail_call_loop"), Label("tail_call_found")
+    a.emit(mov_imm(1, T3, c.TAILTAB + c.TT_ARRAYS))
+    a.bind(loop)
+    a.emit(ldst(3, 1, T1, T3, 0))  # handle; 0 ends the table
+    a.branch("cbz", slow, (1, T1))
+    a.emit(add_sub_reg(True, True, 1, ZR, T1, REG[2]))
+    a.branch("bcond", found, EQ)
+    a.emit(add_sub_imm(False, False, 1, T3, T3, c.TT_ARRAY_STRIDE))
+    a.branch("b", loop)
+    a.bind(found)
+    a.emit(mov_reg(0, T2, REG[3]))  # the u32 index
+    a.emit(ldst(3, 1, T1, T3, 8))
+    a.emit(add_sub_reg(True, True, 1, ZR, T2, T1))
+    a.branch("bcond", slow, HS)
+    a.emit(_ctrl_ldr(T1, c.OFF_TAIL_CNT))
+    a.emit(add_sub_imm(True, True, 1, ZR, T1, c.MAX_TAIL_CALL_CNT))
+    a.branch("bcond", slow, HS)
+    a.emit(ldst(3, 1, T4, T3, 16))
+    a.emit(bitfield(UBFM, 1, T2, T2, 61, 60))  # LSL #3
+    a.emit(ldr_reg(ADDR, T4, T2))  # the target's code address
+    a.branch("cbz", slow, (1, ADDR))
+    a.emit(add_sub_imm(False, False, 1, T1, T1, 1))
+    a.emit(_ctrl_str(T1, c.OFF_TAIL_CNT))
+    a.emit(_ctrl_str(ZR, c.OFF_DEPTH))  # the target's calls count from this frame
+    a.emit(mov_imm(1, T3, c.TAILTAB))
+    a.emit(ldst(3, 1, T1, T3, c.TT_LOG_N))
+    a.emit(mov_imm(1, T2, c.TT_LOG_STRIDE))
+    a.emit(madd_msub(False, 1, T4, T1, T2, T3))
+    for k in range(1, 6):
+        a.emit(ldst(3, 0, REG[k], T4, c.TT_LOG + 8 * (k - 1)))
+    a.emit(mov_imm(1, T2, 1))
+    a.emit(ldst(3, 0, T2, T4, c.TT_LOG + 40))
+    a.emit(add_sub_imm(False, False, 1, T1, T1, 1))
+    a.emit(ldst(3, 0, T1, T3, c.TT_LOG_N))
+    for k in (0, 2, 3, 4, 5):
+        a.emit(mov_imm(1, REG[k], POISON[k]))
+    a.emit(br(ADDR))
+
+
 def _call_local(cx: Ctx, i: Insn, pc: int) -> None:
-    """bpf-to-bpf call as BL: depth check, r6-r9, r10 and the link register saved with STP on
-    the native stack, r10 one 512-byte frame lower."""
+    """bpf-to-bpf call as BL: depth check (per program, see x86_64._call_local), r6-r9, r10,
+    the link register and the depth saved with STP on the native stack, r10 one 512-byte frame
+    lower; the return restores them."""
     a = cx.asm
     target = jump_target(i, pc)
     assert target is not None
-    a.emit(_ctrl_ldr(T1, c.OFF_DEPTH, size=2))
-    a.emit(add_sub_imm(True, True, 0, ZR, T1, 7))
+    a.emit(_ctrl_ldr(T1, c.OFF_DEPTH))
+    a.emit(add_sub_imm(True, True, 1, ZR, T1, 7))
     a.branch("bcond", _fault(cx, c.EV_CALL_DEPTH, pc), HS)
-    a.emit(add_sub_imm(False, False, 0, T1, T1, 1))
-    a.emit(_ctrl_str(T1, c.OFF_DEPTH, size=2))
     a.emit(stp_pre(REG[6], REG[7], SP, -16))
     a.emit(stp_pre(REG[8], REG[9], SP, -16))
     a.emit(stp_pre(REG[10], LR, SP, -16))
+    a.emit(stp_pre(T1, T1, SP, -16))
+    a.emit(add_sub_imm(False, False, 1, T1, T1, 1))
+    a.emit(_ctrl_str(T1, c.OFF_DEPTH))
     a.emit(add_sub_imm(True, False, 1, REG[10], REG[10], STACK_SIZE))
     a.branch("bl", cx.label(target))
+    a.emit(ldp_post(T1, T2, SP, 16))
+    a.emit(_ctrl_str(T1, c.OFF_DEPTH))
     a.emit(ldp_post(REG[10], LR, SP, 16))
     a.emit(ldp_post(REG[8], REG[9], SP, 16))
     a.emit(ldp_post(REG[6], REG[7], SP, 16))
-    a.emit(_ctrl_ldr(T1, c.OFF_DEPTH, size=2))
-    a.emit(add_sub_imm(True, False, 0, T1, T1, 1))
-    a.emit(_ctrl_str(T1, c.OFF_DEPTH, size=2))
 
 
 def _exit(cx: Ctx, i: Insn, pc: int) -> None:

@@ -9,7 +9,18 @@ sit at their own fixed addresses (:mod:`reference_vm.memory`)::
     HOST_STACK  0x20000    64 KiB native stack: return addresses and saved r6-r10 of calls;
                            it is *not* the BPF stack, so BPF stack memory holds only what the
                            program stored, as in the interpreter
+    TAILTAB     0x30000    64 KiB for tail calls: the log of taken tail calls (helper_calls
+                           records the runtime has not read yet), the run's prog arrays
+                           (handle, slots the native code may take, slot table address) and
+                           the slot tables (code addresses of the programs, 0 = ask Python)
     CODE        0x1000000  64 MiB of code, filled by a bump allocator (runtime.py)
+
+Several programs share one pc space, laid out as the interpreter's ``prepare`` does: each
+program's instructions, then an ``END`` pseudo-instruction (running into it faults with
+``pc_out_of_range`` and counts as one instruction), then the next program. So ``lddw`` function
+addresses (``FUNC_BASE + 8 * absolute pc``), tail-call targets and exit pcs agree with the
+interpreter. Every pc has an entry (bpf_loop may call back to any of them): an lddw's second
+slot gets an out-of-line block that faults like the interpreter's.
 
 The control block (``CTRL``, offsets below) is how Python and native code talk: the entry
 trampoline loads r0-r10 and the budget from it; every stop (exit, fault, helper call, budget)
@@ -22,7 +33,8 @@ in the standard layout) are tested inline; the others by a shared out-of-line lo
 table, whose length is read at run time, so regions that helpers add during a run (map values)
 are seen as soon as the runtime has written them into the table.
 
-An *event word* is ``code | pc << 8``: why the native code stopped and at which BPF pc.
+An *event word* is ``code | pc << 8``: why the native code stopped and at which BPF pc
+(absolute, in the flat pc space of all the run's programs).
 
 Instruction counting is per basic block (see :func:`analyze`): a block's entry subtracts its
 instruction count from the budget register and branches to a stub when that would go below
@@ -38,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..insn import Insn, jump_target
-from ..interpreter import FUNC_BASE
+from ..interpreter import FUNC_BASE, MAX_TAIL_CALL_CNT
 from ..isa import (
     BPF_PSEUDO_FUNC,
     BPF_PSEUDO_MAP_FD,
@@ -60,6 +72,8 @@ CTRL_SIZE = 0x10000
 HOST_STACK = 0x20000
 HOST_STACK_SIZE = 0x10000
 HOST_STACK_TOP = HOST_STACK + HOST_STACK_SIZE
+TAILTAB = 0x30000
+TAILTAB_SIZE = 0x10000
 CODE_BASE = 0x0100_0000
 CODE_SIZE = 64 << 20
 PAGE = 0x1000
@@ -74,7 +88,9 @@ OFF_DEPTH = 0x70  # bpf-to-bpf frames below the outermost one
 OFF_PKT_START = 0x78  # LD_ABS/LD_IND: start of the "mem" region ...
 OFF_PKT_LIM = 0x80  # ... and, per size 1/2/4/8, the first offset that does not fit
 OFF_TABLE_END = 0xA0  # control-block offset just past the last region of the table
-OFF_REGIONS = 0xA8  # region table: per region start, read limits[4], write limits[4]
+OFF_START = 0xA8  # code address the entry trampoline calls (the entry program's first block)
+OFF_TAIL_CNT = 0xB0  # tail calls counted so far (Linux tail_call_cnt, MAX_TAIL_CALL_CNT = 33)
+OFF_REGIONS = 0xC0  # region table: per region start, read limits[4], write limits[4]
 REGION_STRIDE = 9 * 8
 #: Regions tested inline at every access; the rest by the out-of-line loop.
 INLINE_REGIONS = 2
@@ -102,6 +118,20 @@ def pkt_limit(size: int) -> int:
     return OFF_PKT_LIM + 8 * SIZE_INDEX[size]
 
 
+# --- Tail-call area (TAILTAB) ------------------------------------------------------------------
+
+TT_LOG_N = 0x0  # records in the log
+TT_LOG = 0x8  # per taken tail call: r1-r5 at the call, then the helper_calls result (1)
+TT_LOG_STRIDE = 6 * 8
+TT_LOG_MAX = MAX_TAIL_CALL_CNT  # at most 33 tail calls are taken per run
+TT_ARRAYS = 0x680  # per prog array: handle, slots native code may use, slot table address, 0
+TT_ARRAY_STRIDE = 4 * 8
+TT_MAX_ARRAYS = (0x1000 - TT_ARRAYS) // TT_ARRAY_STRIDE - 1  # one entry for the 0 terminator
+TT_SLOTS = 0x1000  # slot tables, back to back
+TT_MAX_SLOTS = (TAILTAB_SIZE - TT_SLOTS) // 8
+assert TT_LOG + TT_LOG_MAX * TT_LOG_STRIDE <= TT_ARRAYS
+
+
 # --- Events ------------------------------------------------------------------------------------
 
 EV_EXIT = 1  # exit from the outermost frame (or an out-of-bounds LD_ABS/LD_IND: r0 = 0)
@@ -112,6 +142,7 @@ EV_OOB_WRITE = 5
 EV_CALL_DEPTH = 6
 EV_PC_OUT_OF_RANGE = 7  # fell off the end of the program
 EV_UNSUPPORTED = 8  # an instruction this run cannot execute (kfunc, unresolved pseudo lddw)
+EV_CB_RETURN = 9  # a bpf_loop callback returned (its outermost exit returned to cb_return)
 
 FAULTS: Mapping[int, str] = {EV_OOB_READ: "oob_read", EV_OOB_WRITE: "oob_write",
                              EV_CALL_DEPTH: "call_depth", EV_PC_OUT_OF_RANGE: "pc_out_of_range",
@@ -224,6 +255,44 @@ class Asm:
         return bytes(out)
 
 
+# --- Programs in one pc space ------------------------------------------------------------------
+
+
+class _End:
+    """The pseudo-instruction after each program (the interpreter's ``_off_the_end`` step)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+#: Marks the pc after each program's last instruction in a flat program.
+END = _End()
+
+#: A flat program: instructions, ``None`` for lddw second slots, :data:`END` after each program.
+Slot = Insn | None | _End
+
+
+def flatten(programs: Sequence[tuple[str, Sequence[Insn | None]]]) -> tuple[list[Slot], dict[str, int]]:
+    """Programs laid out one after the other, each followed by :data:`END`, and the pc where
+    each starts (the interpreter's ``prepare`` and ``Machine.bases``; a repeated name takes the
+    later program, as there)."""
+    flat: list[Slot] = []
+    bases: dict[str, int] = {}
+    for name, program in programs:
+        bases[name] = len(flat)
+        flat.extend(program)
+        flat.append(END)
+    return flat, bases
+
+
+def func_target(insn: Insn, pc: int) -> int:
+    """The absolute pc an ``lddw`` src 4 (BPF_PSEUDO_FUNC) at ``pc`` points to."""
+    lo = insn.imm & M32
+    return pc + 1 + (lo - (1 << 32) if lo >> 31 else lo)
+
+
 # --- Basic blocks ------------------------------------------------------------------------------
 
 #: Instructions that end a basic block: they branch, call or leave.
@@ -233,38 +302,51 @@ TERMINATORS = frozenset({Kind.JA, Kind.JCOND, Kind.MAY_GOTO, Kind.CALL, Kind.CAL
 
 @dataclass(frozen=True)
 class Blocks:
-    """Basic blocks of a program; pc ``len(program)`` is a block of its own (falling off the end
-    counts as one instruction in the interpreter)."""
+    """Basic blocks of a flat program. Each :data:`END` is a block of its own (running into it
+    counts as one instruction in the interpreter), and so is each lddw second slot, whose block
+    is emitted out of line: it is reachable only as a callback or jump target, and faults."""
 
-    first: tuple[int, ...]  # per pc: first pc of its block (-1 for lddw second slots)
+    first: tuple[int, ...]  # per pc: first pc of its block
     tail: tuple[int, ...]  # per pc: instructions after it in its block
     pcs: Mapping[int, tuple[int, ...]]  # first pc -> the pcs of its instructions
 
 
-def analyze(program: Sequence[Insn | None]) -> Blocks:
-    """Leaders: pc 0, every jump and call target, every pc after a terminator, the end."""
-    end = len(program)
-    leaders = {0, end}
-    for pc, insn in enumerate(program):
+def analyze(program: Sequence[Slot]) -> Blocks:
+    """Leaders: pc 0, every jump and call target (``lddw`` src 4 counts: its function is a
+    likely bpf_loop callback), every pc after a terminator, every END and the pc after it.
+    A single program without a trailing END gets one, as before: pc ``len(program)``."""
+    flat = list(program)
+    if not flat or flat[-1] is not END:
+        flat.append(END)
+    end = len(flat)
+    leaders = {0}
+    for pc, insn in enumerate(flat):
         if insn is None:
+            continue
+        if isinstance(insn, _End):
+            leaders.update((pc, pc + 1))
             continue
         target = jump_target(insn, pc)
         if target is not None:
+            if not 0 <= target < end:
+                raise CannotLower(f"pc {pc}: jump or call to pc {target}, outside the programs")
             leaders.add(target)
         if insn.op.kind in TERMINATORS:
             leaders.add(pc + 1)
-    first = [-1] * (end + 1)
+    first = [-1] * end
     pcs: dict[int, list[int]] = {}
     current = 0
-    for pc in range(end + 1):
-        if pc < end and program[pc] is None:
+    for pc in range(end):
+        if flat[pc] is None:
+            first[pc] = pc
+            pcs[pc] = [pc]
             continue
         if pc in leaders:
             current = pc
             pcs[pc] = []
         first[pc] = current
         pcs[current].append(pc)
-    tail = [0] * (end + 1)
+    tail = [0] * end
     for members in pcs.values():
         for k, pc in enumerate(members):
             tail[pc] = len(members) - 1 - k
@@ -276,33 +358,42 @@ def analyze(program: Sequence[Insn | None]) -> Blocks:
 
 @dataclass(frozen=True, eq=False)
 class Compiled:
-    """A program translated for one architecture: position-independent code plus what the
-    runtime needs to start it, resume it after a helper and account for instructions."""
+    """Programs translated for one architecture: position-independent code plus what the
+    runtime needs to start them, resume after a helper, enter callbacks and count."""
 
     arch: str
-    program: tuple[Insn | None, ...]
+    program: tuple[Slot, ...]  # the flat program (instructions, None, END)
     code: bytes
-    entry: int  # offset of the entry trampoline
-    starts: tuple[int, ...]  # per pc 0..len: offset of its code, budget check included (-1: none)
+    entry: int  # offset of the entry trampoline (it calls the address at OFF_START)
+    starts: tuple[int, ...]  # per pc: offset of its code, budget check included
     bodies: tuple[int, ...]  # per pc: offset of its code after the block's budget check
     stubs: int  # offset where out-of-line code (stubs, stop routine) begins
     resume: Mapping[int, int]  # helper-call pc -> offset where execution continues
     blocks: Blocks
     unsupported: Mapping[int, str] = field(default_factory=dict)  # pc -> why it traps
     options: Mapping[str, object] = field(default_factory=dict)
+    bases: Mapping[str, int] = field(default_factory=lambda: {"main": 0})  # program -> first pc
+    cb_return: int = -1  # offset a callback's outermost exit returns to (stops: EV_CB_RETURN)
+
+    def local_pc(self, pc: int) -> int:
+        """An absolute pc as the pc inside its program (the interpreter's ``_local_pc``)."""
+        if len(self.bases) == 1:
+            return pc - next(iter(self.bases.values()))
+        return pc - max((b for b in self.bases.values() if b <= pc), default=0)
 
 
 class Ctx:
     """State of one translation, handed to every lowering function."""
 
-    def __init__(self, program: Sequence[Insn | None], asm: Asm, maps: Sequence[object],
-                 options: Mapping[str, object]) -> None:
+    def __init__(self, program: Sequence[Slot], asm: Asm, maps: Sequence[object],
+                 options: Mapping[str, object], ctx_pointers: Mapping[int, int] | None = None) -> None:
         self.program = program
         self.options = options
         self.asm = asm
         self.maps = maps
-        self.entries = {pc: Label(pc) for pc in range(len(program) + 1)
-                        if pc == len(program) or program[pc] is not None}
+        #: Converted context fields: absolute address -> the pointer a 4-byte load there yields.
+        self.ctx_pointers: Mapping[int, int] = dict(ctx_pointers or {})
+        self.entries = {pc: Label(pc) for pc in range(len(program))}
         self.stop = Label("stop")
         self.resume: dict[int, Label] = {}
         self.unsupported: dict[int, str] = {}
@@ -320,6 +411,14 @@ class Ctx:
             label = self._stub_keys[key] = Label(key)
             self._stubs.append((label, emit))
         return label
+
+    def converted(self, insn: Insn) -> bool:
+        """Whether a load may hit a converted context field (the interpreter's ``_load``: a
+        4-byte LDX MEM whose offset is that of a pointer field from the context's start)."""
+        from ..contexts import CTX_BASE
+
+        return (bool(self.ctx_pointers) and insn.op.kind is Kind.LOAD and insn.op.size == 4
+                and (CTX_BASE + insn.off) in self.ctx_pointers)
 
 
 Lowering = Callable[[Ctx, Insn, int], None]
@@ -344,33 +443,52 @@ class Backend(Protocol):
 
 
 def translate(backend: Backend, program: Sequence[Insn | None], *, maps: Sequence[object] = (),
-              options: Mapping[str, object] | None = None) -> Compiled:
-    """Lower every instruction through ``backend.LOWERINGS[insn.op.kind]`` and lay out the code:
-    entry trampoline, body (pc order), stubs, stop routine."""
+              options: Mapping[str, object] | None = None,
+              ctx_pointers: Mapping[int, int] | None = None) -> Compiled:
+    """One program (pc 0 is its entry): :func:`translate_programs` of ``[("main", program)]``."""
+    return translate_programs(backend, [("main", program)], maps=maps, options=options,
+                              ctx_pointers=ctx_pointers)
+
+
+def translate_programs(backend: Backend, programs: Sequence[tuple[str, Sequence[Insn | None]]], *,
+                       maps: Sequence[object] = (), options: Mapping[str, object] | None = None,
+                       ctx_pointers: Mapping[int, int] | None = None) -> Compiled:
+    """Lower every instruction of the flat program (:func:`flatten`) through
+    ``backend.LOWERINGS[insn.op.kind]`` and lay out the code: entry trampoline, body (pc
+    order), the blocks of lddw second slots, the callback return, stubs, stop routine."""
+    flat, bases = flatten(programs)
     asm = Asm(backend.BRANCHES)
     options = dict(options or {})
-    cx = Ctx(program, asm, maps, options)
-    blocks = analyze(program)
+    cx = Ctx(flat, asm, maps, options, ctx_pointers)
+    blocks = analyze(flat)
     backend.entry(cx)
-    end = len(program)
     body_labels: dict[int, Label] = {}
-    for pc in range(end + 1):
-        if pc < end and program[pc] is None:
-            continue
+
+    def block_entry(pc: int) -> None:
         entry = asm.bind(cx.entries[pc])
         if blocks.first[pc] == pc:
             backend.budget_check(cx, len(blocks.pcs[pc]), pc)
             entry = asm.bind(Label(("body", pc)))
         body_labels[pc] = entry
-        if pc == end:
+
+    for pc, insn in enumerate(flat):
+        if insn is None:
+            continue
+        block_entry(pc)
+        if insn is END:
             backend.trap(cx, EV_PC_OUT_OF_RANGE, pc)
             continue
-        insn = program[pc]
-        assert insn is not None
+        assert isinstance(insn, Insn)
         lower = backend.LOWERINGS.get(insn.op.kind)
         if lower is None:
             raise CannotLower(f"{backend.ARCH}: cannot lower {insn.op.name} ({insn.op.kind.value})")
         lower(cx, insn, pc)
+    for pc, insn in enumerate(flat):  # second slots of lddw: a block of one faulting step
+        if insn is None:
+            block_entry(pc)
+            backend.trap(cx, EV_PC_OUT_OF_RANGE, pc)
+    cb_return = asm.bind(Label("cb_return"))
+    backend.trap(cx, EV_CB_RETURN, 0)
     stubs_label = asm.bind(Label("stubs"))
     done = 0
     while done < len(cx._stubs):  # stubs may add stubs
@@ -381,12 +499,13 @@ def translate(backend: Backend, program: Sequence[Insn | None], *, maps: Sequenc
     asm.bind(cx.stop)
     backend.stop_routine(cx)
     code = asm.finish()
-    starts = tuple(cx.entries[pc].offset if pc in cx.entries else -1 for pc in range(end + 1))
-    bodies = tuple(body_labels[pc].offset if pc in body_labels else -1 for pc in range(end + 1))
-    return Compiled(arch=backend.ARCH, program=tuple(program), code=code, entry=0, starts=starts,
+    starts = tuple(cx.entries[pc].offset for pc in range(len(flat)))
+    bodies = tuple(body_labels[pc].offset for pc in range(len(flat)))
+    return Compiled(arch=backend.ARCH, program=tuple(flat), code=code, entry=0, starts=starts,
                     bodies=bodies, stubs=stubs_label.offset,
                     resume={pc: lab.offset for pc, lab in cx.resume.items()}, blocks=blocks,
-                    unsupported=dict(cx.unsupported), options=options)
+                    unsupported=dict(cx.unsupported), options=options, bases=dict(bases),
+                    cb_return=cb_return.offset)
 
 
 # --- Pseudo lddw -------------------------------------------------------------------------------
@@ -411,6 +530,5 @@ def lddw_value(insn: Insn, pc: int, maps: Sequence[Any]) -> tuple[int | None, st
             return None, f"lddw {insn.op.name}: map {bmap.spec.name!r} has no direct value at offset {hi}"
         return int(value) & M64, ""
     if src == BPF_PSEUDO_FUNC:
-        signed_lo = lo - (1 << 32) if lo >> 31 else lo
-        return (FUNC_BASE + 8 * (pc + 1 + signed_lo)) & M64, ""
+        return (FUNC_BASE + 8 * func_target(insn, pc)) & M64, ""
     return None, f"lddw {insn.op.name} needs kernel BTF, which this run does not model"

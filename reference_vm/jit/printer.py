@@ -18,7 +18,7 @@ from ..asm import format_insn
 from ..insn import Insn, decode_program, jump_target
 from ..isa import TABLE, Kind, OpDef, Use
 from . import compile_program
-from .common import CannotLower, Compiled
+from .common import END, CannotLower, Compiled
 
 _CAPSTONE = {"x86_64": (CS_ARCH_X86, CS_MODE_64), "arm64": (CS_ARCH_ARM64, CS_MODE_ARM)}
 _LEFT = 36
@@ -37,16 +37,40 @@ def _native(cs: Cs, code: bytes, start: int, end: int) -> list[str]:
 
 def side_by_side(program: Sequence[Insn | None] | bytes, arch: str, *, dialect: str = "ubpf",
                  compiled: Compiled | None = None) -> str:
-    """Each BPF instruction (``pc: text``) beside its native code (``offset: instruction``)."""
+    """Each BPF instruction (``pc: text``) beside its native code (``offset: instruction``).
+
+    With ``compiled`` (e.g. from ``compile_programs``), its flat program is printed: every
+    program in turn, pcs in the run's shared pc space."""
     if isinstance(program, (bytes, bytearray)):
         program = decode_program(bytes(program))
     if compiled is None:
         compiled = compile_program(program, arch)
+    flat = compiled.program
     cs, code = disassembler(arch), compiled.code
-    labels = {t: f"L{t}" for pc, insn in enumerate(program) if insn is not None
+    labels = {t: f"L{t}" for pc, insn in enumerate(flat) if isinstance(insn, Insn)
               for t in [jump_target(insn, pc)] if t is not None}
-    lines = [f"; {arch}: {sum(i is not None for i in program)} BPF instructions -> {len(code)} bytes"]
-    starts = [(pc, s) for pc, s in enumerate(compiled.starts) if s >= 0]
+    names = {base: name for name, base in compiled.bases.items()}
+    count = sum(isinstance(i, Insn) for i in flat)
+    lines = [f"; {arch}: {count} BPF instructions -> {len(code)} bytes"]
+    # (offset, left column) of every piece of code, in address order
+    pieces: list[tuple[int, list[str]]] = [(compiled.entry, ["(entry)"])]
+    for pc, insn in enumerate(flat):
+        start = compiled.starts[pc]
+        if insn is END:
+            left = ["(end of program)"]
+        elif insn is None:
+            left = [f"(lddw {pc - 1}, 2nd slot)"]
+        else:
+            assert isinstance(insn, Insn)
+            left = [f"{pc:4d}: {format_insn(insn, dialect=dialect, pc=pc, labels=labels)}"]
+        if pc in labels:
+            left.insert(0, f"{labels[pc]}:")
+        if pc in names and len(compiled.bases) > 1:
+            left.insert(0, f"<{names[pc]}>")
+        pieces.append((start, left))
+    pieces.append((compiled.cb_return, ["(callback return)"]))
+    pieces.append((compiled.stubs, ["(stubs, stop routine)"]))
+    pieces.sort(key=lambda piece: piece[0])
 
     def block(left: list[str], right: list[str]) -> None:
         for k in range(max(len(left), len(right), 1)):
@@ -54,19 +78,9 @@ def side_by_side(program: Sequence[Insn | None] | bytes, arch: str, *, dialect: 
             rt = right[k] if k < len(right) else ""
             lines.append(f"{lt:<{_LEFT}}{rt}".rstrip())
 
-    block(["(entry)"], _native(cs, code, compiled.entry, starts[0][1]))
-    for k, (pc, start) in enumerate(starts):
-        end = starts[k + 1][1] if k + 1 < len(starts) else compiled.stubs
-        if pc == len(program):
-            left = ["(end of program)"]
-        else:
-            insn = program[pc]
-            assert insn is not None
-            left = [f"{pc:4d}: {format_insn(insn, dialect=dialect, pc=pc, labels=labels)}"]
-        if pc in labels:
-            left.insert(0, f"{labels[pc]}:")
+    for k, (start, left) in enumerate(pieces):
+        end = pieces[k + 1][0] if k + 1 < len(pieces) else len(code)
         block(left, _native(cs, code, start, end))
-    block(["(stubs, stop routine)"], _native(cs, code, compiled.stubs, len(code)))
     return "\n".join(lines) + "\n"
 
 

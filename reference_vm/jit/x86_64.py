@@ -11,7 +11,7 @@ Register mapping (Linux arch/x86/net/bpf_jit_comp.c ``reg2hex``)::
 
     r10, r11  scratch (the address of a memory access is built in r11)
     r12       instructions left in the budget
-    r9        scratch for div/mod, atomics (keeps rax) and the region search
+    r9        scratch for div/mod, atomics (keeps rax), the region search and tail calls
     rsp       the native stack (return addresses, saved r6-r10), not the BPF stack
 
 Every BPF memory access is checked against the run's region table in the control block
@@ -24,7 +24,9 @@ import functools
 import struct
 from collections.abc import Mapping
 
+from ..helpers import BPF_FUNC_tail_call
 from ..insn import Insn, jump_target
+from ..interpreter import POISON
 from ..isa import BPF_CMPXCHG, BPF_FETCH, BPF_K, BPF_XCHG, AluOp, Cls, JmpOp, Kind
 from ..memory import STACK_SIZE
 from . import common as c
@@ -314,6 +316,11 @@ def jmp_r(reg: int) -> bytes:
     return _rr(b"\xff", 4, reg, False)
 
 
+def call_r(reg: int) -> bytes:
+    """CALL r/m64: FF /2 (SDM vol. 2: CALL—Call Procedure)."""
+    return _rr(b"\xff", 2, reg, False)
+
+
 def jcc(cc: int, delta: int, long: bool) -> bytes:
     """Jcc rel8: 70+cc cb; Jcc rel32: 0F 80+cc cd (SDM vol. 2: Jcc—Jump if Condition Is Met).
     ``delta`` is measured from the start of the instruction."""
@@ -365,14 +372,16 @@ def _abs(off: int) -> int:
 
 
 def entry(cx: Ctx) -> None:
-    """Entry trampoline: native stack, r0-r10 and the budget from the control block, call pc 0;
-    the outermost ``exit`` returns here with its event word in r11."""
+    """Entry trampoline: native stack, r0-r10 and the budget from the control block, call the
+    entry program (its address is at OFF_START); the outermost ``exit`` returns here with its
+    event word in r11."""
     a = cx.asm
     a.emit(mov_ri_sx(RSP, c.HOST_STACK_TOP))
     for k, reg in enumerate(REG):
         a.emit(load(8, reg, None, _abs(c.OFF_REGS + 8 * k)))
     a.emit(load(8, BUDGET, None, _abs(c.OFF_BUDGET)))
-    a.branch("call", cx.label(0))
+    a.emit(load(8, TMP, None, _abs(c.OFF_START)))
+    a.emit(call_r(TMP))
     a.branch("jmp", cx.stop)
 
 
@@ -620,8 +629,29 @@ def _end(cx: Ctx, i: Insn, pc: int) -> None:
 def _load(cx: Ctx, i: Insn, pc: int) -> None:
     """LDX MEM / MEMSX and load-acquire (x86 loads are acquire loads: plain MOV)."""
     size = i.op.size
+    done = _converted_field(cx, i, pc) if cx.converted(i) else None
     _address(cx, i.src, i.off, size, "r", pc)
     cx.asm.emit(load(size, REG[i.dst], TMP, 0, signed=i.op.kind is Kind.LOADSX))
+    if done is not None:
+        cx.asm.bind(done)
+
+
+def _converted_field(cx: Ctx, i: Insn, pc: int) -> Label:
+    """A 4-byte load that may hit a converted context field (``__sk_buff.data`` ...): when the
+    address is one of the run's pointer fields, the result is that field's 64-bit pointer and
+    memory is not read (the interpreter's ``_load``); otherwise the ordinary load follows.
+    Returns the label to bind after it."""
+    a, done = cx.asm, Label("converted")
+    a.emit(lea(TMP, REG[i.src], i.off))
+    for k, (addr, value) in enumerate(sorted(cx.ctx_pointers.items())):
+        def hit(value: int = value) -> None:
+            _mov_imm64(cx, REG[i.dst], value & c.M64)
+            a.branch("jmp", done)
+
+        a.emit(mov_ri64(AUX, addr))
+        a.emit(alu_rr(CMP, 64, TMP, AUX))
+        a.branch("jcc", cx.stub(("ctx_pointer", pc, k), hit), CC_E)
+    return done
 
 
 def _store_imm(cx: Ctx, i: Insn, pc: int) -> None:
@@ -747,30 +777,87 @@ def _may_goto(cx: Ctx, i: Insn, pc: int) -> None:
 
 def _call_helper(cx: Ctx, i: Insn, pc: int) -> None:
     """Helper call (static id or callx): stop with EV_HELPER; Python runs the helper, writes r0
-    and the clobbered r1-r5 into the control block and resumes at the reload below."""
+    and the clobbered r1-r5 into the control block and resumes at the reload below.
+    ``bpf_tail_call`` first tries the native tail call (:func:`_tail_call`)."""
     a = cx.asm
+    if i.op.kind is Kind.CALL and i.imm == BPF_FUNC_tail_call:
+        slow = Label("tail_call_slow")
+        _tail_call(cx, slow)
+        a.bind(slow)
     _stop_with(cx, c.EV_HELPER, pc)
     cx.resume[pc] = a.bind(Label(f"resume{pc}"))
     for k in range(6):
         a.emit(load(8, REG[k], None, _abs(c.OFF_REGS + 8 * k)))
 
 
+def _tail_call(cx: Ctx, slow: Label) -> None:
+    """bpf_tail_call(ctx, prog_array, index) taken natively, on the model of Linux's x86 JIT
+    (``emit_bpf_tail_call_indirect``): find r2 among the run's prog arrays (TAILTAB), then
+    ``index < slots`` (u32 index), ``tail_call_cnt < MAX_TAIL_CALL_CNT``, a filled slot; count
+    the call, log it for helper_calls, clobber r0 and r2-r5 like the interpreter and jump to the
+    target program's first block (its budget check: no prologue to skip), in the same frame: r1,
+    r6-r10 and the native stack are kept, so the target's ``exit`` returns where the caller's
+    would; the call depth restarts at 0 for the target's own calls. Anything else (not a prog
+    array, index out of range, count reached, empty slot) goes to ``slow``: Python applies the
+    interpreter's exact rules."""
+    a = cx.asm
+    loop, found = Label("tail_call_loop"), Label("tail_call_found")
+    a.emit(mov_ri32(SAVE, c.TAILTAB + c.TT_ARRAYS))
+    a.bind(loop)
+    a.emit(load(8, AUX, SAVE, 0))  # handle; 0 ends the table
+    a.emit(test_rr(64, AUX, AUX))
+    a.branch("jcc", slow, CC_E)
+    a.emit(alu_rr(CMP, 64, AUX, REG[2]))
+    a.branch("jcc", found, CC_E)
+    a.emit(alu_ri(ADD, 32, SAVE, c.TT_ARRAY_STRIDE))
+    a.branch("jmp", loop)
+    a.bind(found)
+    a.emit(mov_rr(32, AUX, REG[3]))
+    a.emit(alu_rm(CMP, 64, AUX, SAVE, 8))
+    a.branch("jcc", slow, CC_AE)
+    a.emit(alu_abs_i8(CMP, 64, _abs(c.OFF_TAIL_CNT), c.MAX_TAIL_CALL_CNT))
+    a.branch("jcc", slow, CC_AE)
+    a.emit(load(8, SAVE, SAVE, 16))
+    a.emit(shift_ri(SHL, 64, AUX, 3))
+    a.emit(alu_rr(ADD, 64, AUX, SAVE))
+    a.emit(load(8, TMP, AUX, 0))  # the target's code address
+    a.emit(test_rr(64, TMP, TMP))
+    a.branch("jcc", slow, CC_E)
+    a.emit(inc_dec_abs(False, 64, _abs(c.OFF_TAIL_CNT)))
+    a.emit(alu_rr(XOR, 32, AUX, AUX))
+    a.emit(store(8, None, _abs(c.OFF_DEPTH), AUX))  # the target's calls count from this frame
+    a.emit(load(8, AUX, None, c.TAILTAB + c.TT_LOG_N))
+    a.emit(imul_rri(64, AUX, AUX, c.TT_LOG_STRIDE))
+    for k in range(1, 6):
+        a.emit(store(8, AUX, c.TAILTAB + c.TT_LOG + 8 * (k - 1), REG[k]))
+    a.emit(store_imm(8, AUX, c.TAILTAB + c.TT_LOG + 40, 1))
+    a.emit(inc_dec_abs(False, 64, c.TAILTAB + c.TT_LOG_N))
+    for k in (0, 2, 3, 4, 5):
+        a.emit(mov_ri64(REG[k], POISON[k]))
+    a.emit(jmp_r(TMP))
+
+
 def _call_local(cx: Ctx, i: Insn, pc: int) -> None:
-    """bpf-to-bpf call (RFC 9669 §4.3.2) as a native CALL: depth check (Linux MAX_CALL_FRAMES),
-    r6-r9 and r10 saved on the native stack, r10 one 512-byte frame lower."""
+    """bpf-to-bpf call (RFC 9669 §4.3.2) as a native CALL: depth check (Linux MAX_CALL_FRAMES,
+    counted within the current program: a tail call starts the count afresh, as the verifier
+    checks each program on its own), r6-r9, r10 and the depth saved on the native stack, r10 one
+    512-byte frame lower; the return restores the depth (a tail call below may have reset it)."""
     a = cx.asm
     target = jump_target(i, pc)
     assert target is not None
     a.emit(alu_abs_i8(CMP, 32, _abs(c.OFF_DEPTH), 7))
     a.branch("jcc", _fault(cx, c.EV_CALL_DEPTH, pc), CC_AE)
-    a.emit(inc_dec_abs(False, 32, _abs(c.OFF_DEPTH)))
     for k in (6, 7, 8, 9, 10):
         a.emit(push(REG[k]))
+    a.emit(load(8, TMP, None, _abs(c.OFF_DEPTH)))
+    a.emit(push(TMP))
+    a.emit(inc_dec_abs(False, 32, _abs(c.OFF_DEPTH)))
     a.emit(alu_ri(SUB, 64, RBP, STACK_SIZE))
     a.branch("call", cx.label(target))
+    a.emit(pop(TMP))
+    a.emit(store(8, None, _abs(c.OFF_DEPTH), TMP))
     for k in (10, 9, 8, 7, 6):
         a.emit(pop(REG[k]))
-    a.emit(inc_dec_abs(True, 32, _abs(c.OFF_DEPTH)))
 
 
 def _exit(cx: Ctx, i: Insn, pc: int) -> None:

@@ -16,7 +16,7 @@ from reference_vm.env import Environment
 from reference_vm.errors import CaseFormatError
 from reference_vm.helpers import DEFAULT_HELPERS
 from reference_vm.insn import Insn
-from reference_vm.memory import MEM_BASE, standard_memory
+from reference_vm.memory import MAX_CALL_FRAMES, MEM_BASE, STACK_FRAMES, standard_memory
 from reference_vm.outcome import Outcome
 
 from .yaml_case import YamlCase, assemble_case
@@ -55,7 +55,8 @@ def make_env(case: YamlCase) -> Environment:
     from reference_vm.maps import BpfMap, MapError, MapSpec, MapType, add_map
 
     ncpus = int(case.options.get("ncpus", 2))
-    env = Environment(standard_memory(case.mem), ncpus=ncpus)
+    frames = STACK_FRAMES if any(m.type == "prog_array" for m in case.maps) else MAX_CALL_FRAMES
+    env = Environment(standard_memory(case.mem, frames), ncpus=ncpus)
     by_name: dict[str, BpfMap] = {}
     for m in case.maps:
         inner = by_name[m.inner].spec if m.inner else None

@@ -62,7 +62,7 @@ from .errors import BpfCheckError, EncodingError
 from .insn import Insn, RawInsn, decode_program
 from .isa import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE
 from .maps import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_OBJ_NAME_LEN, FD_BASE, MapError, MapSpec, MapType
-from .memory import standard_memory
+from .memory import MAX_CALL_FRAMES, STACK_FRAMES, standard_memory
 from .outcome import Outcome
 from .program import Image, MapInit, Program, ProgType
 
@@ -1066,9 +1066,11 @@ def image_env(image: Image, *, mem: bytes | None = None, ncpus: int = 2) -> Envi
     global data from the section bytes, prog-array slots by program name, maps of maps by inner
     map (what libbpf's ``bpf_object__create_maps`` / ``init_prog_array`` do). Raises
     :class:`ElfError` where the kernel would refuse a map."""
-    from .maps import add_map
+    from .maps import MapType, add_map
 
-    env = Environment(standard_memory(mem), ncpus=ncpus)
+    can_tail_call = any(spec.type == MapType.PROG_ARRAY for spec in image.maps)
+    env = Environment(standard_memory(mem, STACK_FRAMES if can_tail_call else MAX_CALL_FRAMES),
+                      ncpus=ncpus)
     where = getattr(image, "path", "<image>")
     by_name = {}
     for spec in image.maps:

@@ -499,7 +499,10 @@ def _tail_call(i: Insn, pc: int, m: Machine) -> Step:
             if name is not None or m.empty_slot_consumes_budget:
                 m.tail_calls += 1
             if name is not None:
-                target = m.bases[name]
+                target = m.bases.get(name)
+                if target is None:
+                    raise Fault("tail_call", f"bpf_tail_call: slot {index} holds {name!r}, which this run "
+                                             "did not load")
         m.helper_calls.append((BPF_FUNC_tail_call, (r[1], r[2], r[3], r[4], r[5]), int(target is not None)))
         r[0], r[2], r[3], r[4], r[5] = POISON[0], POISON[2], POISON[3], POISON[4], POISON[5]
         if target is None:

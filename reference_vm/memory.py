@@ -192,9 +192,13 @@ class Memory:
         return {r.name: bytes(r.data) for r in self.regions}
 
 
-def standard_memory(mem: bytes | None) -> Memory:
-    """The bpf_conformance layout: a stack for every frame and, if given, a copy of ``mem``."""
-    m = Memory([Region("stack", STACK_BASE, bytearray(STACK_FRAMES * STACK_SIZE))])
+def standard_memory(mem: bytes | None, frames: int = MAX_CALL_FRAMES) -> Memory:
+    """The bpf_conformance layout: a stack of ``frames`` 512-byte frames below STACK_TOP and, if
+    given, a copy of ``mem``. Runs that can tail-call (a prog array exists) need
+    :data:`STACK_FRAMES`; the others MAX_CALL_FRAMES, which keeps every run's copy small."""
+    if not 1 <= frames <= STACK_FRAMES:
+        raise ValueError(f"{frames} stack frames: 1 to {STACK_FRAMES}")
+    m = Memory([Region("stack", STACK_TOP - frames * STACK_SIZE, bytearray(frames * STACK_SIZE))])
     if mem is not None:
         m.add(Region("mem", MEM_BASE, bytearray(mem)))
     return m

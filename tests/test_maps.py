@@ -63,7 +63,10 @@ from reference_vm.maps import (
     create_map,
     htab_hash,
 )
-from reference_vm.memory import MEM_BASE, STACK_BASE, Memory, MemoryFault, Region, standard_memory
+from reference_vm.memory import MEM_BASE, STACK_BASE, STACK_TOP, Memory, MemoryFault, Region, standard_memory
+
+#: A scratch buffer: the lowest frame of the default (8-frame) stack region.
+SCRATCH = STACK_TOP - 8 * 512
 
 HELPERS = DEFAULT_HELPERS.with_helpers(*MAP_HELPERS)
 H = {d.name: d.fn for d in MAP_HELPERS}
@@ -476,7 +479,7 @@ def test_array_of_maps() -> None:
     assert outer.sys_lookup(u32(0)) == u32(inner.id)  # bpf_map_fd_sys_lookup_elem: the map id
     assert outer.update(u32(0), u32(inner.fd)) == -errno.EINVAL
     # A program reaches the inner map through the handle the outer lookup returned.
-    key = STACK_BASE
+    key = SCRATCH
     env.memory.write_bytes(key, u32(0))
     handle = H["bpf_map_lookup_elem"](env, outer.handle, key, 0, 0, 0)
     env.memory.write_bytes(key, u32(3))
@@ -516,13 +519,13 @@ def test_perf_event_output() -> None:
     pe = add_map(env, MapSpec("events", MapType.PERF_EVENT_ARRAY, 4, 4, 3))
     assert isinstance(pe, PerfEventArrayMap)
     out = H["bpf_perf_event_output"]
-    env.memory.write_bytes(STACK_BASE, b"hello")
+    env.memory.write_bytes(SCRATCH, b"hello")
     current = 0xFFFF_FFFF  # BPF_F_CURRENT_CPU
-    assert out(env, 0, pe.handle, current, STACK_BASE, 5) == 0
-    assert out(env, 0, pe.handle, 0, STACK_BASE, 5) == (-errno.EOPNOTSUPP) & (2**64 - 1)  # other CPU
-    assert out(env, 0, pe.handle, 2, STACK_BASE, 5) == (-errno.ENOENT) & (2**64 - 1)  # no event
-    assert out(env, 0, pe.handle, 3, STACK_BASE, 5) == (-errno.E2BIG) & (2**64 - 1)
-    assert out(env, 0, pe.handle, 1 << 32, STACK_BASE, 5) == (-errno.EINVAL) & (2**64 - 1)
+    assert out(env, 0, pe.handle, current, SCRATCH, 5) == 0
+    assert out(env, 0, pe.handle, 0, SCRATCH, 5) == (-errno.EOPNOTSUPP) & (2**64 - 1)  # other CPU
+    assert out(env, 0, pe.handle, 2, SCRATCH, 5) == (-errno.ENOENT) & (2**64 - 1)  # no event
+    assert out(env, 0, pe.handle, 3, SCRATCH, 5) == (-errno.E2BIG) & (2**64 - 1)
+    assert out(env, 0, pe.handle, 1 << 32, SCRATCH, 5) == (-errno.EINVAL) & (2**64 - 1)
     assert env.perf_events == [(1, b"hello")]
     assert errno_of(pe.sys_lookup, u32(0)) == ENOTSUPP  # measured on 6.18
 
@@ -582,7 +585,7 @@ def test_helpers_fault_on_bad_pointers() -> None:
         H["bpf_map_lookup_elem"](env, a.handle, 0x10, 0, 0, 0)  # key pointer outside every region
     assert e.value.kind == "oob_read"
     with pytest.raises(MemoryFault):
-        H["bpf_map_lookup_elem"](env, 0x1234, STACK_BASE, 0, 0, 0)  # r1 is no map
+        H["bpf_map_lookup_elem"](env, 0x1234, SCRATCH, 0, 0, 0)  # r1 is no map
     with pytest.raises(MemoryFault):
         H["bpf_ringbuf_query"](env, a.handle, 0, 0, 0, 0)  # a map, but not a ring buffer
 

@@ -25,7 +25,7 @@ from reference_vm.helpers import DEFAULT_HELPERS
 from reference_vm.helpers_maps import MAP_HELPERS
 from reference_vm.interpreter import run
 from reference_vm.maps import MapSpec, MapType, RingBufMap, add_map
-from reference_vm.memory import STACK_BASE, Memory, MemoryFault, standard_memory
+from reference_vm.memory import STACK_TOP, Memory, MemoryFault, standard_memory
 from reference_vm.ringbuf import (
     BPF_RB_AVAIL_DATA,
     BPF_RB_CONS_POS,
@@ -37,6 +37,9 @@ from reference_vm.ringbuf import (
     RINGBUF_MAX_RECORD_SZ,
     RingBuffer,
 )
+
+#: A scratch buffer: the lowest frame of the default (8-frame) stack region.
+SCRATCH = STACK_TOP - 8 * 512
 
 HELPERS = DEFAULT_HELPERS.with_helpers(*MAP_HELPERS)
 H = {d.name: d.fn for d in MAP_HELPERS}
@@ -64,8 +67,8 @@ def discard(env: Environment, sample: int, flags: int = 0) -> None:
 
 
 def output(env: Environment, m: RingBufMap, data: bytes, flags: int = 0) -> int:
-    env.memory.write_bytes(STACK_BASE, data) if data else None
-    ret = H["bpf_ringbuf_output"](env, m.handle, STACK_BASE, len(data), flags, 0)
+    env.memory.write_bytes(SCRATCH, data) if data else None
+    ret = H["bpf_ringbuf_output"](env, m.handle, SCRATCH, len(data), flags, 0)
     return ret - (1 << 64) if ret >> 63 else ret
 
 
@@ -275,7 +278,7 @@ def test_double_commit_flips_busy_again() -> None:
 def test_sample_pointer_must_belong_to_a_ring() -> None:
     env, m = ring()
     with pytest.raises(MemoryFault):
-        H["bpf_ringbuf_submit"](env, STACK_BASE + 64, 0, 0, 0, 0)
+        H["bpf_ringbuf_submit"](env, SCRATCH + 64, 0, 0, 0, 0)
 
 
 # --- wake-ups (bpf_ringbuf_commit) -------------------------------------------------------------

@@ -69,9 +69,30 @@ def _outcome_json(r: Result) -> dict[str, Any] | None:
         return None
     out = r.outcome.to_json()
     native = r.outcome.extra.get("native")
+    if native is None and r.verdict is not Verdict.PASS:
+        native = _jit_listing(r)
     if native is not None:
         out["native"] = native.hex() if isinstance(native, (bytes, bytearray)) else native
     return out
+
+
+#: JIT targets whose native code a report shows next to the BPF program of a case that did not pass.
+_JIT_ARCH = {"jit-x86_64": "x86_64", "jit-arm64": "arm64"}
+
+
+def _jit_listing(r: Result) -> str | None:
+    """BPF and native code side by side (capstone) for a JIT result that did not pass; only for
+    those, so a full run's document stays small."""
+    arch = _JIT_ARCH.get(r.target)
+    if arch is None or r.case.whole is not None:
+        return None
+    try:
+        from reference_vm.insn import decode_program
+        from reference_vm.jit.printer import side_by_side
+
+        return side_by_side(decode_program(r.case.program_bytes()), arch)
+    except Exception as e:  # noqa: BLE001 - a report must not fail for want of a listing
+        return f"(no native listing: {type(e).__name__}: {e})"
 
 
 def to_json(report: RunReport) -> str:

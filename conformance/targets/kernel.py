@@ -64,6 +64,18 @@ class KernelTarget:
         caps = self.capabilities()
         return caps.unusable if not caps.usable else self._capbpf_reason
 
+    def applies_to(self, case: Case) -> bool:
+        """Trampoline cases are outside this target's scope on a kernel that refuses fentry/fexit/
+        fmod_ret loads (probed: EPERM before the verifier on this machine's kernel); the runner
+        counts them as not run for this target instead of as skips. Everywhere else the target's
+        scope is every case (what it cannot load is a skip with the reason)."""
+        if case.whole is None or self.unavailable_reason() is not None:
+            return True
+        if self.capabilities().trampolines is None:  # None: trampolines load here
+            return True
+        return not any((p.attach or "").split(":", 1)[0] in ("fentry", "fexit", "fmod_ret")
+                       for p in case.whole.programs)
+
     def supports(self, case: Case) -> str | None:
         """A skip reason: the kernel is unusable here, or the program is not one we load."""
         reason = self.unavailable_reason()

@@ -60,6 +60,7 @@ from typing import Any
 
 from reference_vm.env import Environment
 from reference_vm.helpers import DEFAULT_HELPERS
+from reference_vm.isa import BY_OPCODE, Kind
 from reference_vm.memory import Memory
 from reference_vm.outcome import UNSUPPORTED, Outcome
 
@@ -323,7 +324,8 @@ def xlated_movabs(xlated: bytes) -> list[tuple[int, int, int]]:
     pc, n = 0, len(xlated) // 8
     while pc < n:
         code, regs, _off, imm = struct.unpack_from("<BBhi", xlated, 8 * pc)
-        if code == 0x18 and pc + 1 < n:
+        rows = BY_OPCODE.get(code, ())  # xlated code may hold kernel-internal opcodes: not in the table
+        if rows and rows[0].kind is Kind.LDDW and pc + 1 < n:
             hi, = struct.unpack_from("<i", xlated, 8 * (pc + 1) + 4)
             src = regs >> 4
             value = ((hi & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF)

@@ -62,6 +62,7 @@ from reference_vm.isa import (
     BPF_PSEUDO_MAP_IDX_VALUE,
     BPF_PSEUDO_MAP_VALUE,
     BY_NAME,
+    BY_OPCODE,
     Kind,
 )
 from reference_vm.maps import MapType
@@ -274,7 +275,8 @@ def resolve_map_fds(slots: list[RawInsn], fds: list[int]) -> list[RawInsn]:
     """``lddw`` src 1/2 name maps by pseudo fd ``3 + index``: put the real fds in."""
     out = list(slots)
     for pc, slot in enumerate(slots):
-        if slot.opcode == 0x18 and slot.src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE):
+        rows = BY_OPCODE.get(slot.opcode, ())
+        if rows and rows[0].kind is Kind.LDDW and slot.src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE):
             index = (slot.imm & 0xFFFFFFFF) - FIRST_MAP_FD
             out[pc] = dataclasses.replace(slot, imm=fds[index])
     return out

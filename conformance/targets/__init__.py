@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "jit-arm64": "conformance.targets.jit:Arm64Target",
     "kernel": "conformance.targets.kernel:KernelTarget",
     "kernel-jit": "conformance.targets.kernel_jit:KernelJitTarget",
+    "verifier": "conformance.targets.verifier:VerifierTarget",
 }
 PLUGIN_PREFIX = "plugin:"
 ENTRY_POINT_GROUP = "bpfcheck.targets"

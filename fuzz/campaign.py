@@ -38,6 +38,7 @@ import json
 import mmap
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -73,16 +74,41 @@ class CampaignConfig:
     hang_timeout: float = 60.0  # seconds without a heartbeat before the worker is killed
     minimize: bool = True
     long_jumps: bool = False
+    verifier_aware: bool = False  # generate mostly programs the verifier accepts
+    allow_kernel: bool = False  # the kernel target may be used (only on verifier-accepted programs)
+    witness_inputs: int = 1  # inputs per program checked in witness mode (with a verifier target)
     max_raw_per_signature: int = 5  # divergences written (and minimized) per coarse signature
     version: int = VERSION
 
     def gen(self) -> GenConfig:
         return GenConfig(
-            max_insns=self.max_insns, inputs=self.inputs, budget=self.budget, long_jumps=self.long_jumps
+            max_insns=self.max_insns,
+            inputs=self.inputs,
+            budget=self.budget,
+            long_jumps=self.long_jumps,
+            verifier_aware=self.verifier_aware,
         )
 
     #: Fields that must not change when a campaign resumes (they decide what each seed is).
-    IDENTITY = ("seed", "targets", "inputs", "max_insns", "budget", "fresh", "long_jumps", "version")
+    IDENTITY = (
+        "seed",
+        "targets",
+        "inputs",
+        "max_insns",
+        "budget",
+        "fresh",
+        "long_jumps",
+        "verifier_aware",
+        "version",
+    )
+
+    def oracle(self, targets: Sequence[str] | None = None) -> Oracle:
+        return Oracle(
+            list(targets or self.targets),
+            run_timeout=self.run_timeout,
+            allow_kernel=self.allow_kernel,
+            witness_inputs=self.witness_inputs,
+        )
 
 
 # --- State folder ----------------------------------------------------------------------------
@@ -226,7 +252,12 @@ def features(program: Sequence[Any], results: Iterable[Result], ref: str) -> set
         for t, other in r.outcomes.items():
             if other is not None and other.error == "unsupported":
                 out.add((f"unsupported:{t}", ""))
+            elif other is not None and "result" in other.extra:  # a verifier's verdict, by message
+                out.add((f"{t}:{_DIGITS.sub('#', other.message or '')[:60]}", ""))
     return out
+
+
+_DIGITS = re.compile(r"-?\d+")
 
 
 # --- Known findings --------------------------------------------------------------------------
@@ -298,7 +329,7 @@ class Worker:
         self.cfg = state.config()
         self.deadline, self.max_seeds = deadline, max_seeds
         self.known = list(known)
-        self.oracle = Oracle(self.cfg.targets, run_timeout=self.cfg.run_timeout)
+        self.oracle = self.cfg.oracle()
         self.gen = self.cfg.gen()
         self.log_path = state.worker(k, "log")
         self.idx_path = state.p("corpus", f"w{k}.idx")
@@ -438,7 +469,7 @@ class Worker:
         results = self.oracle.check(case.program, case.mems, case.budget)
         self.execs += len(results)
         self.programs += 1
-        feats = features(case.program, results, self.oracle.names[0])
+        feats = features(case.program, results, self.oracle.ref.name)
         if not feats <= self.coverage:
             self.coverage |= feats
             self._add_corpus(data)
@@ -526,7 +557,7 @@ class Worker:
                 "worker": self.k,
                 "known": known,
             }
-            ref = result.outcomes.get(self.oracle.names[0])
+            ref = result.outcomes.get(self.oracle.ref.name)
             atomic_write(folder / "repro.data", data_text(finding, prog, small_mem, ref))
             atomic_write(folder / "finding.json", finding_json(finding))  # last: the commit point
         append_line(
@@ -970,7 +1001,7 @@ def replay(
         raise UsageError("a mutated input needs --state")
     data = make_input(s, k, i, corpus, load, cfg.fresh)
     case = case_from_bytes(data, cfg.gen())
-    oracle = Oracle(list(targets or cfg.targets), run_timeout=cfg.run_timeout)
+    oracle = cfg.oracle(targets)
     return case, oracle.check(case.program, case.mems, case.budget), oracle.names
 
 

@@ -73,7 +73,20 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-kernel",
         action="store_true",
-        help="allow the kernel target (refused for now: needs the project's verifier)",
+        help="allow the kernel targets (kernel, kernel-capbpf): only programs bpfcheck's verifier "
+        "accepts are loaded; skipped with the reason where bpf() is refused",
+    )
+    p.add_argument(
+        "--verifier-aware",
+        action="store_true",
+        help="generate mostly programs the verifier accepts (initialised registers, checked "
+        "offsets, counted loops); add the verifier target with --targets interpreter,...,verifier",
+    )
+    p.add_argument(
+        "--witness-inputs",
+        type=int,
+        default=1,
+        help="inputs per program checked against the verifier's states (witness mode; default 1)",
     )
     p.add_argument("--quiet", "-q", action="store_true")
     return p
@@ -97,6 +110,23 @@ def _targets(args: argparse.Namespace) -> list[str]:
     return parse_targets(specs, allow_kernel=args.allow_kernel)
 
 
+def _kernel_available(targets: list[str], allow_kernel: bool) -> list[str]:
+    """Kernel targets where ``bpf()`` is refused are left out, with the probe's reason."""
+    from .targets import make_target, parse_targets
+
+    kept = []
+    for spec in targets:
+        if spec.startswith("kernel"):
+            reason = make_target(spec, allow_kernel=allow_kernel).unavailable_reason()
+            if reason is not None:
+                print(f"bpfcheck fuzz: {spec} target skipped: {reason}", flush=True)
+                continue
+        kept.append(spec)
+    if len(kept) != len(targets):
+        parse_targets(kept, allow_kernel=allow_kernel)  # still two targets, an engine first?
+    return kept  # a kernel target verifies every program itself before it loads it
+
+
 def _run(argv: list[str]) -> int:
     import random
 
@@ -105,7 +135,9 @@ def _run(argv: list[str]) -> int:
     args = _run_parser().parse_args(argv)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    targets = _targets(args)
+    if args.witness_inputs < 0:
+        raise UsageError("--witness-inputs must be 0 or more")
+    targets = _kernel_available(_targets(args), args.allow_kernel)
     state = State(args.state)
     seed = args.seed
     if seed is None:
@@ -121,6 +153,9 @@ def _run(argv: list[str]) -> int:
         hang_timeout=args.hang_timeout,
         minimize=not args.no_minimize,
         long_jumps=args.long_jumps,
+        verifier_aware=args.verifier_aware,
+        allow_kernel=args.allow_kernel,
+        witness_inputs=args.witness_inputs,
     )
     from .targets import make_target
 
@@ -197,9 +232,9 @@ def _promote(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.expect_from == "kernel":
         raise UsageError(
-            "--expect-from kernel: the kernel oracle for fuzz findings is not available yet "
-            "(generated programs reach the kernel only after the project's verifier accepts them, "
-            "and that verifier does not exist yet); use --expect r0=... --source ..."
+            "--expect-from kernel: taking expected values from the kernel for promoted findings is "
+            "not available yet (run the campaign with --allow-kernel --targets ...,kernel to "
+            "compare with it); use --expect r0=... --source ..."
         )
     if not args.expect:
         raise UsageError(

@@ -4,6 +4,9 @@
 each input on each of them. The first target is the reference; every other target's outcome
 is compared with it on the fields both observe (in-process targets: error, r0-r10, memory,
 instruction count, exit pc, helper calls, maps, ring buffer, trace; a plugin: ok/error and r0).
+bpfcheck's verifier and the live kernel are targets too, with their own checks (see
+:class:`Oracle`): an accepted program that faults, a witness violation, a kernel verdict that
+differs from ours.
 An ``unsupported`` outcome (a program a JIT cannot lower, a tail call it does not take) is not
 compared. An exception escaping any component — our generator, a target's preparation or run,
 the comparison itself — is a finding, never a crash of the campaign.
@@ -22,12 +25,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference_vm import interpreter
 from reference_vm import outcome as oc
+from reference_vm.errors import UsageError
 from reference_vm.insn import Insn
 from reference_vm.isa import Kind, OpDef
 from reference_vm.outcome import Outcome
 
-from .targets import FULL, PLUGIN_FIELDS, make_target
+from .targets import FULL, PLUGIN_FIELDS, SOUND_BUDGET, make_target, raw_slots, role
 
 
 class RunTimeout(Exception):
@@ -161,19 +166,62 @@ class _Alarm:
 class Prepared:
     targets: list[Any]  # per target: its prepared program, or None if preparing it raised
     failed: dict[str, tuple[str, str]]  # target -> (exception detail, traceback)
+    program: Sequence[Insn | None] = ()
+    budget: int = 0
+
+
+#: Divergence fields of the static checks (role ``verifier`` / ``kernel`` targets).
+SOUNDNESS, WITNESS, VERDICT = "soundness", "witness", "verdict"
 
 
 class Oracle:
-    """Targets by spec; :meth:`check` runs one program on many inputs."""
+    """Targets by spec; :meth:`check` runs one program on many inputs.
+
+    Execution targets (interpreter, JITs, plugins, their mutants) are compared with the first
+    one, the reference. A ``verifier`` target (:class:`fuzz.targets.VerifierFuzzTarget`) is run
+    once per program; when it accepts, three more things are findings of that target:
+
+    * ``soundness``: the reference (the interpreter, when it is among the targets) faults on an
+      input, or exhausts the budget even when run again with ``SOUND_BUDGET`` instructions;
+    * ``witness``: on the first ``witness_inputs`` inputs of each program the interpreter is run
+      step by step against the verifier's abstract states (:mod:`reference_vm.verifier.witness`)
+      and a concrete register outside them is a violation;
+    * ``exception``/``timeout`` of the verifier itself (as for every target).
+
+    A ``kernel`` target (only with ``allow_kernel``) loads a program only when bpfcheck's
+    verifier accepts it (the gate is in the target); a kernel verdict that differs from ours in
+    the same privilege mode is a ``verdict`` divergence, and an accepted program's run is
+    compared with the reference on ok/error and r0 (ok/error only when it calls helpers, whose
+    values differ between the kernel and us by design).
+    """
 
     def __init__(
-        self, specs: Sequence[str], *, run_timeout: float = 10.0, allow_kernel: bool = False
+        self,
+        specs: Sequence[str],
+        *,
+        run_timeout: float = 10.0,
+        allow_kernel: bool = False,
+        witness_inputs: int = 1,
     ) -> None:
         self.specs = list(specs)
         self.targets = [make_target(s, allow_kernel=allow_kernel) for s in specs]
         self.names = [t.name for t in self.targets]
         self.alarm = _Alarm(run_timeout)
         self.unsupported = 0
+        self.witness_inputs = witness_inputs
+        self.roles = [role(t) for t in self.targets]
+        execs = [t for t, r in zip(self.targets, self.roles, strict=True) if r is None]
+        if not execs:
+            raise UsageError("at least one target must execute programs (e.g. interpreter)")
+        self.ref = execs[0]
+        #: the target whose faults count against the verifier: the interpreter when present
+        self.sound_ref = next((t for t in execs if t.name == "interpreter"), self.ref)
+        #: per verifier target: programs verified, accepted, witness runs
+        self.stats: dict[str, dict[str, int]] = {
+            t.name: {"verified": 0, "accepted": 0, "witness_runs": 0}
+            for t, r in zip(self.targets, self.roles, strict=True)
+            if r == "verifier"
+        }
 
     def check(
         self,
@@ -201,25 +249,28 @@ class Oracle:
                     exception_detail(e) if not isinstance(e, RunTimeout) else "prepare",
                     traceback.format_exc(),
                 )
-        return Prepared(prepared, failed)
+        return Prepared(prepared, failed, program, budget)
 
     def run(
         self, prepared: Prepared, mems: Sequence[bytes | None], *, stop_at_first: bool = False
     ) -> list[Result]:
         """Inputs on a prepared program."""
         results = []
-        for mem in mems:
-            r = self._one(prepared.targets, mem, prepared.failed)
+        counted: set[str] = set()
+        for n, mem in enumerate(mems):
+            r = self._one(prepared, mem, witness=n < self.witness_inputs, counted=counted)
             results.append(r)
             if stop_at_first and r.divergences:
                 break
         return results
 
-    def _one(self, prepared: list[Any], mem: bytes | None, failed: dict[str, tuple[str, str]]) -> Result:
+    def _one(
+        self, prep: Prepared, mem: bytes | None, *, witness: bool = False, counted: set[str] | None = None
+    ) -> Result:
         outs: dict[str, Outcome | None] = {}
-        excs: dict[str, tuple[str, str]] = dict(failed)
+        excs: dict[str, tuple[str, str]] = dict(prep.failed)
         timeouts: set[str] = set()
-        for t, p in zip(self.targets, prepared, strict=True):
+        for t, p in zip(self.targets, prep.targets, strict=True):
             if p is None:
                 outs[t.name] = None
                 continue
@@ -233,17 +284,27 @@ class Oracle:
                 outs[t.name] = None
                 excs[t.name] = (exception_detail(e), traceback.format_exc())
         result = Result(mem=mem, outcomes=outs)
-        ref_t = self.targets[0]
-        ref = outs[ref_t.name]
         for t in self.targets:
             if t.name in excs:
                 result.divergences.append(Divergence(t.name, ("exception",), excs[t.name][0]))
                 result.tracebacks[t.name] = excs[t.name][1]
             elif t.name in timeouts:
                 result.divergences.append(Divergence(t.name, ("timeout",)))
+        ref_t = self.ref
+        ref = outs[ref_t.name]
+        for t, r in zip(self.targets, self.roles, strict=True):
+            out = outs[t.name]
+            if out is None:
+                continue
+            if r == "verifier":
+                self._verifier_checks(t, out, prep, mem, result, witness, counted)
+            elif r == "kernel":
+                self._kernel_checks(t, out, ref, result)
         if ref is None or ref.error == oc.UNSUPPORTED:
             return result
-        for t in self.targets[1:]:
+        for t, r in zip(self.targets, self.roles, strict=True):
+            if t is ref_t or r is not None:
+                continue
             out = outs[t.name]
             if out is None:
                 continue
@@ -254,6 +315,79 @@ class Oracle:
             if diffs:
                 result.divergences.append(Divergence(t.name, diffs, detail))
         return result
+
+    # -- the static checks --
+
+    def _verifier_checks(
+        self,
+        t: Any,
+        out: Outcome,
+        prep: Prepared,
+        mem: bytes | None,
+        result: Result,
+        witness: bool,
+        counted: set[str] | None,
+    ) -> None:
+        stats = self.stats[t.name]
+        if counted is not None and t.name not in counted:
+            counted.add(t.name)
+            stats["verified"] += 1
+            stats["accepted"] += out.error == oc.OK
+        if out.error != oc.OK:
+            return
+        sound = result.outcomes.get(self.sound_ref.name)
+        if sound is not None and sound.error not in (oc.OK, oc.UNSUPPORTED):
+            error = sound.error
+            if error == oc.BUDGET:  # long, not endless? run it again with the verifier's bound
+                try:
+                    with self.alarm:
+                        error = interpreter.run(prep.program, mem, budget=SOUND_BUDGET).error
+                except RunTimeout:
+                    error = oc.TIMEOUT
+            if error not in (oc.OK, oc.UNSUPPORTED):
+                result.divergences.append(Divergence(t.name, (SOUNDNESS,), f"accept->{error}"))
+        if not witness:
+            return
+        from reference_vm.verifier.witness import run_witness
+
+        try:
+            with self.alarm:
+                rep = run_witness(
+                    raw_slots(prep.program),
+                    [()],
+                    maps=out.extra["maps"],
+                    entry=out.extra["entry"],
+                    result=out.extra["result"],
+                    mem=mem,
+                    budget=max(prep.budget, 1),
+                )
+        except RunTimeout:
+            return  # a long run: the soundness check above covers termination
+        except Exception as e:  # noqa: BLE001 - the witness machinery is a component too
+            result.divergences.append(Divergence(t.name, ("exception",), "witness:" + exception_detail(e)))
+            result.tracebacks[t.name] = traceback.format_exc()
+            return
+        stats["witness_runs"] += 1
+        if rep.violations:
+            result.divergences.append(Divergence(t.name, (WITNESS,)))
+            out.extra["witness"] = rep.violations[0]
+
+    def _kernel_checks(self, t: Any, out: Outcome, ref: Outcome | None, result: Result) -> None:
+        if out.error == oc.UNSUPPORTED or "ours_accepts" not in out.extra:
+            return
+        kernel_accepts = not out.error.startswith("rejected:")
+        if kernel_accepts != out.extra["ours_accepts"]:
+            detail = "accept->reject" if out.extra["ours_accepts"] else "reject->accept"
+            result.divergences.append(Divergence(t.name, (VERDICT,), detail))
+            return
+        if not kernel_accepts or ref is None or ref.error in (oc.UNSUPPORTED, oc.BUDGET):
+            return
+        if "r0" in out.extra["compare"]:
+            diffs, detail = compare(ref, out, self.ref.fields, ("okness", "r0"))
+        else:
+            diffs, detail = (("error",), f"{ref.error}->{out.error}") if ref.ok != out.ok else ((), "")
+        if diffs:
+            result.divergences.append(Divergence(t.name, diffs, detail))
 
 
 def describe(result: Result, names: Sequence[str]) -> str:

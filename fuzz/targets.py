@@ -7,10 +7,23 @@ program, many inputs" cheap: the JIT code is translated (by us and by unicorn) o
 
 Spec strings (``--targets``): ``interpreter``, ``jit-x86_64``, ``jit-arm64``, ``jit-arm64-llsc``
 (arm64 without LSE atomics), ``plugin:PATH[ ARGS]`` (a bpf_conformance plugin: r0 and
-"error or not" only), ``mutant:NAME`` (the interpreter or a JIT with one seeded bug of
-:mod:`bench.mutants` applied: for testing the fuzzer itself). ``kernel`` is refused:
-generated programs go to the live kernel only with ``--allow-kernel`` *and* after the
-project's verifier accepted them, and that verifier does not exist yet.
+"error or not" only), ``mutant:NAME`` (the interpreter, a JIT or the verifier with one seeded
+bug of :mod:`bench.mutants` applied: for testing the fuzzer itself).
+
+Two targets are not execution engines and have a ``role``:
+
+``verifier`` (``verifier-capbpf``: the CAP_BPF-only mode), role ``"verifier"``
+    bpfcheck's verifier (:mod:`reference_vm.verifier`), run once per program (its verdict is
+    cached per input length; all inputs of a generated case have one length). The program is
+    verified as a ``.data`` case is (``witness_data``): a socket filter whose r1 points to a map
+    value of ``len(mem)`` bytes and whose r2 is that length. The oracle (:mod:`fuzz.oracle`)
+    turns its verdict into soundness and witness checks.
+``kernel`` / ``kernel-capbpf``, role ``"kernel"``, only with ``--allow-kernel``
+    the live kernel through ``bpf(2)`` (:class:`conformance.targets.kernel.KernelTarget`). A
+    program is loaded **only** after bpfcheck's verifier accepted it (root mode) exactly as the
+    kernel target loads it (wired: :func:`conformance.targets.verifier.verify_data`); the gate is
+    inside this target, so no list of targets can bypass it. Where ``bpf()`` is refused the
+    target is refused with the probe's reason.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from reference_vm.env import Environment
 from reference_vm.errors import UsageError
 from reference_vm.helpers import DEFAULT_HELPERS, HelperTable
 from reference_vm.insn import Insn
+from reference_vm.isa import Kind
 from reference_vm.memory import MEM_BASE, STACK_TOP, standard_memory
 from reference_vm.outcome import Outcome
 
@@ -247,6 +261,145 @@ class PluginFuzzTarget:
         return _PluginPrepared(self.target, program, self.timeout)
 
 
+# --- bpfcheck's verifier ------------------------------------------------------------------------
+
+#: An accepted program that exhausts the campaign's budget is run again with this budget before
+#: it counts as "does not terminate" (the verifier bounds the work per path, not a run's length
+#: at 4096 instructions).
+SOUND_BUDGET = 1_000_000
+
+
+def verifier_entry(mem_len: int | None) -> tuple[list[Any], dict[int, Any]]:
+    """Maps and entry registers with which a generated program is verified: r1 points to a map
+    value of ``mem_len`` bytes (``conformance.targets.verifier.witness_data``'s convention), r2 is
+    ``mem_len``; without memory r1 = r2 = 0; with an empty input r1 is the (known) address."""
+    from reference_vm.maps import MapSpec, MapType
+    from reference_vm.verifier.state import MapInfo, Reg, T
+
+    maps: list[Any] = []
+    r1, r2 = Reg(), Reg()
+    if mem_len:
+        maps.append(MapSpec("mem", MapType.ARRAY, 4, mem_len, 1))
+        r1.mark_ptr(T.MAP_VALUE, map=MapInfo(0, "mem", 2, "ARRAY", 4, mem_len, 1))
+    else:
+        r1.mark_known(MEM_BASE if mem_len == 0 else 0)
+    r2.mark_known(mem_len or 0)
+    return maps, {1: r1, 2: r2}
+
+
+def raw_slots(program: Program) -> list[Any]:
+    return [raw for i in program if i is not None for raw in i.raw()]
+
+
+class _VerifierPrepared:
+    """The verdict for one program, computed on the first run and cached per input length
+    (exceptions and timeouts too: the verifier runs once per program)."""
+
+    def __init__(self, program: Program, privileged: bool) -> None:
+        self.program, self.privileged = program, privileged
+        self.cache: dict[int | None, Outcome | Exception] = {}
+
+    def run(self, mem: bytes | None) -> Outcome:
+        key = None if mem is None else len(mem)
+        hit = self.cache.get(key)
+        if hit is None:
+            try:
+                hit = self.cache[key] = self._verify(key)
+            except Exception as e:
+                self.cache[key] = e
+                raise
+        if isinstance(hit, Exception):
+            raise hit
+        return hit
+
+    def _verify(self, mem_len: int | None) -> Outcome:
+        from reference_vm.verifier import verify
+
+        maps, entry = verifier_entry(mem_len)
+        res = verify(
+            raw_slots(self.program), maps=maps, entry=entry, privileged=self.privileged, collect=True
+        )
+        extra = {"result": res, "maps": maps, "entry": entry}
+        if res.accepted:
+            return Outcome(error=oc.OK, message="accept", extra=extra)
+        return Outcome(error=oc.rejected("verifier"), message=res.outcome_text(), extra=extra)
+
+
+class VerifierFuzzTarget:
+    """``verifier``: bpfcheck's verifier as a fuzz target (role ``verifier``, see the module
+    docstring and :class:`fuzz.oracle.Oracle`)."""
+
+    role = "verifier"
+    fields: tuple[str, ...] = ()
+
+    def __init__(self, privileged: bool = True) -> None:
+        import reference_vm.verifier  # noqa: F401 - an ImportError is a usage error below
+
+        self.privileged = privileged
+        self.name = "verifier" if privileged else "verifier-capbpf"
+
+    def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
+        return _VerifierPrepared(program, self.privileged)
+
+
+# --- The live kernel (only with --allow-kernel, only what our verifier accepts) -----------------
+
+
+class _KernelPrepared:
+    def __init__(self, target: Any, program: Program, capbpf: bool, timeout: float) -> None:
+        self.target, self.capbpf, self.timeout = target, capbpf, timeout
+        self.slots = tuple(raw_slots(program))
+        self.helpers = any(i is not None and i.op.kind in (Kind.CALL, Kind.CALLX) for i in program)
+        self.gates: dict[tuple[int | None, bool], Any] = {}
+
+    def _verdict(self, case: Any, mem: bytes | None, privileged: bool) -> Any:
+        from conformance.targets.verifier import verify_data
+
+        key = (None if mem is None else len(mem), privileged)
+        if key not in self.gates:
+            self.gates[key] = verify_data(case, privileged)[0]
+        return self.gates[key]
+
+    def run(self, mem: bytes | None) -> Outcome:
+        from conformance.case import Case
+        from conformance.kernel.harness import refusal
+
+        case = Case(name="fuzz", path="<fuzz>", program=self.slots, mem=mem)
+        gate = self._verdict(case, mem, True)
+        if gate.verdict != "accept":  # the safety rule: never load what our verifier rejects
+            return Outcome(error=oc.UNSUPPORTED, message=f"not loaded: bpfcheck's verifier: {gate.text()}")
+        reason = refusal(case)
+        if reason is not None:
+            return Outcome(error=oc.UNSUPPORTED, message=reason)
+        ours = self._verdict(case, mem, False) if self.capbpf else gate
+        out: Outcome = self.target.run(case, self.timeout)
+        out.extra["ours"] = ours.text()
+        out.extra["ours_accepts"] = ours.verdict == "accept"
+        out.extra["compare"] = ("okness",) if self.helpers else ("okness", "r0")
+        return out
+
+
+class KernelFuzzTarget:
+    """``kernel`` / ``kernel-capbpf`` (role ``kernel``): see the module docstring."""
+
+    role = "kernel"
+    fields = ("okness", "r0")
+
+    def __init__(self, capbpf: bool = False, timeout: float = 10.0) -> None:
+        from conformance.targets.kernel import KernelTarget
+
+        self.target = KernelTarget(capbpf=capbpf)
+        self.capbpf, self.timeout = capbpf, timeout
+        self.name = self.target.name
+
+    def unavailable_reason(self) -> str | None:
+        """The probe's reason where ``bpf()`` cannot be used here (probed on first call)."""
+        return self.target.unavailable_reason()  # type: ignore[no-any-return]
+
+    def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
+        return _KernelPrepared(self.target, program, self.capbpf, self.timeout)
+
+
 # --- Mutants (seeded bugs, for testing the fuzzer) ------------------------------------------
 
 
@@ -268,6 +421,8 @@ class MutantTarget:
         self.base: Any = make_target(self.mutant.target)
         self.name = f"mutant:{mutant_name}"
         self.fields = self.base.fields
+        if role(self.base) is not None:
+            self.role = role(self.base)
 
     def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
         with self.mutant.applied():
@@ -293,11 +448,10 @@ def mutants_module() -> Any:
 # --- Resolution ---------------------------------------------------------------------------------
 
 KERNEL_REFUSED = (
-    "the kernel target is not available to the fuzzer: generated programs are sent to "
-    "the live kernel only with --allow-kernel AND after the project's verifier accepted "
-    "them, and that verifier does not exist yet"
+    "generated programs are sent to the live kernel only with --allow-kernel (and only those "
+    "bpfcheck's verifier accepts)"
 )
-BUILTIN = ("interpreter", "jit-x86_64", "jit-arm64", "jit-arm64-llsc")
+BUILTIN = ("interpreter", "jit-x86_64", "jit-arm64", "jit-arm64-llsc", "verifier", "verifier-capbpf")
 
 
 def make_target(spec: str, *, allow_kernel: bool = False, plugin_timeout: float = 10.0) -> Any:
@@ -314,13 +468,21 @@ def make_target(spec: str, *, allow_kernel: bool = False, plugin_timeout: float 
         return PluginFuzzTarget(spec[len("plugin:") :], plugin_timeout)
     if spec.startswith("mutant:"):
         return MutantTarget(spec[len("mutant:") :])
+    if spec in ("verifier", "verifier-capbpf"):
+        return VerifierFuzzTarget(privileged=spec == "verifier")
     if spec in ("kernel", "kernel-capbpf"):
-        raise UsageError(
-            KERNEL_REFUSED if allow_kernel else f"{spec}: {KERNEL_REFUSED} (and --allow-kernel was not given)"
-        )
+        if not allow_kernel:
+            raise UsageError(f"{spec}: {KERNEL_REFUSED}; --allow-kernel was not given")
+        return KernelFuzzTarget(capbpf=spec == "kernel-capbpf")
     raise UsageError(
-        f"unknown fuzz target {spec!r} (known: {', '.join(BUILTIN)}, plugin:PATH[ ARGS], mutant:NAME)"
+        f"unknown fuzz target {spec!r} (known: {', '.join(BUILTIN)}, kernel and kernel-capbpf with "
+        "--allow-kernel, plugin:PATH[ ARGS], mutant:NAME)"
     )
+
+
+def role(target: Any) -> str | None:
+    """``"verifier"``, ``"kernel"`` or None (an execution engine)."""
+    return getattr(target, "role", None)
 
 
 def parse_targets(text: str | Sequence[str], *, allow_kernel: bool = False) -> list[str]:
@@ -337,7 +499,17 @@ def parse_targets(text: str | Sequence[str], *, allow_kernel: bool = False) -> l
         raise UsageError(f"a target is given twice: {', '.join(items)}")
     for spec in items:
         make_target(spec, allow_kernel=allow_kernel) if spec.startswith(("kernel",)) else None
+    first = items[0]
+    if first in STATIC_SPECS or first.startswith("kernel") or first.startswith("mutant:verifier"):
+        raise UsageError(
+            f"the first target is the reference and must execute programs ({first!r} does not): "
+            "e.g. interpreter,verifier"
+        )
     return items
+
+
+#: Specs of targets that do not execute programs themselves.
+STATIC_SPECS = ("verifier", "verifier-capbpf")
 
 
 @contextlib.contextmanager

@@ -108,9 +108,7 @@ def _remove(items: Sequence[_Item], drop: set[int]) -> list[_Item]:
         while j < len(keep) and keep[j] < k:
             j += 1
         new_index[k] = j
-    return [
-        _Item(items[k].insn, None if items[k].target is None else new_index[items[k].target]) for k in keep
-    ]
+    return [_Item(items[k].insn, None if (t := items[k].target) is None else new_index[t]) for k in keep]
 
 
 # --- Minimization ------------------------------------------------------------------------------

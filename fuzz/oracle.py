@@ -186,7 +186,10 @@ class Oracle:
     * ``witness``: on the first ``witness_inputs`` inputs of each program the interpreter is run
       step by step against the verifier's abstract states (:mod:`reference_vm.verifier.witness`)
       and a concrete register outside them is a violation;
-    * ``exception``/``timeout`` of the verifier itself (as for every target).
+    * an ``exception`` of the verifier itself (as for every target). A verifier that does not
+      finish within the run timeout is counted (``stats``), not reported: its own bound is a
+      million processed instructions, which the kernel reaches in 0.2 s and we in ~50 s
+      (docs/verifier.md, precision tracking), so that is slowness, not a wrong verdict.
 
     A ``kernel`` target (only with ``allow_kernel``) loads a program only when bpfcheck's
     verifier accepts it (the gate is in the target); a kernel verdict that differs from ours in
@@ -218,7 +221,7 @@ class Oracle:
         self.sound_ref = next((t for t in execs if t.name == "interpreter"), self.ref)
         #: per verifier target: programs verified, accepted, witness runs
         self.stats: dict[str, dict[str, int]] = {
-            t.name: {"verified": 0, "accepted": 0, "witness_runs": 0}
+            t.name: {"verified": 0, "accepted": 0, "witness_runs": 0, "timeouts": 0}
             for t, r in zip(self.targets, self.roles, strict=True)
             if r == "verifier"
         }
@@ -289,6 +292,11 @@ class Oracle:
                 result.divergences.append(Divergence(t.name, ("exception",), excs[t.name][0]))
                 result.tracebacks[t.name] = excs[t.name][1]
             elif t.name in timeouts:
+                if t.name in self.stats:  # the verifier's own limit is 1M insns: slow, not wrong
+                    if counted is not None and t.name not in counted:
+                        counted.add(t.name)
+                        self.stats[t.name]["timeouts"] += 1
+                    continue
                 result.divergences.append(Divergence(t.name, ("timeout",)))
         ref_t = self.ref
         ref = outs[ref_t.name]

@@ -312,6 +312,7 @@ class GenConfig:
     loops: bool = True  # backward jumps (bounded by the budget and by counters)
     pads: bool = True  # jumps over runs of fillers (branch relaxation)
     long_jumps: bool = False  # runs of ~32767 fillers: slow, off by default
+    verifier_aware: bool = False  # mostly programs bpfcheck's verifier accepts (see _AwareBuilder)
     budget: int = 4096
     kinds: tuple[Kind, ...] | None = None  # restrict the body to these families
     helper_table: HelperTable = DEFAULT_HELPERS
@@ -655,9 +656,329 @@ class _Builder:
         return program
 
 
+# --- Verifier-aware generation ---------------------------------------------------------------
+
+#: Families the verifier-aware mode draws from (no callx, which Linux does not know; no LD_ABS/
+#: LD_IND, which need a socket buffer in r6; no lone ``ja`` or mid-body ``exit``, whose next
+#: instruction would be unreachable: ``ja`` comes in if/else diamonds instead).
+AWARE_WEIGHTS: dict[Kind, int] = {
+    Kind.ALU: 30,
+    Kind.NEG: 2,
+    Kind.MOVSX: 3,
+    Kind.END: 4,
+    Kind.LOAD: 7,
+    Kind.LOADSX: 3,
+    Kind.LOAD_ACQ: 1,
+    Kind.STORE_IMM: 4,
+    Kind.STORE_REG: 7,
+    Kind.STORE_REL: 1,
+    Kind.ATOMIC: 4,
+    Kind.LDDW: 3,
+    Kind.JCOND: 10,
+    Kind.MAY_GOTO: 1,
+    Kind.CALL: 2,
+    Kind.CALL_LOCAL: 2,
+}
+#: Constructs of the verifier-aware mode, per 100 body steps: an access through a pointer with
+#: a variable offset that is masked or checked first, a counted loop, an if/else diamond.
+AWARE_CONSTRUCTS = {"checked": 8, "loop": 4, "diamond": 5}
+#: Share of memory accesses placed one step outside the stack frame or the input on purpose
+#: (the verifier must refuse them; one it accepts faults, or shows up in the witness check).
+AWARE_NEAR_MISS = 0.02
+#: Scalar registers the aware body writes / reads (r1 = the input, r9 = a copy of it, r8 = the
+#: loop counter, r10 = the frame pointer).
+_AW_WRITE = (0, 2, 3, 4, 5, 6, 7)
+_AW_READ = (0, 2, 3, 4, 5, 6, 7, 8)
+#: Stack bytes a frame uses: main + 3 subprograms stay under the 512-byte combined limit.
+_AW_STACK_MAIN, _AW_STACK_SUB = 256, 64
+
+
+class _AwareBuilder(_Builder):
+    """Programs bpfcheck's verifier (Linux 6.18's rules, root) mostly accepts, for soundness and
+    witness checks: every register initialised before it is read (r1's pointer kept in r9 and
+    restored after calls), memory accesses aligned and inside the stack frame or the input (a
+    map value of ``len(mem)`` bytes for the verifier), variable offsets masked or bounds-checked
+    before use, shift immediates below the width and no division by an immediate zero, loops
+    counted down in r8 (nothing jumps into their bodies), bpf-to-bpf calls only to later
+    subprograms (no recursion), helpers a socket filter may call, and no unreachable code."""
+
+    def __init__(self, src: Source, cfg: GenConfig) -> None:
+        super().__init__(src, cfg)
+        self.rows = {k: v for k, v in self.rows.items() if k in AWARE_WEIGHTS}
+        if Kind.LDDW in self.rows:
+            self.rows[Kind.LDDW] = [isa.BY_NAME["lddw"]]
+        self.kinds = [k for k in self.kinds if k in self.rows and AWARE_WEIGHTS.get(k, 0) > 0]
+        self.cum, total = [], 0
+        for k in self.kinds:
+            total += AWARE_WEIGHTS[k]
+            self.cum.append(total)
+        self.total = total
+        from reference_vm.verifier.progtypes import helper_available
+
+        self.helpers = [
+            h
+            for h in self.helpers
+            if helper_available("socket_filter", h.id, True)
+            and all(
+                a == "ARG_ANYTHING" or "SIZE" in a or a.startswith(("ARG_PTR_TO_MEM", "ARG_PTR_TO_UNINIT"))
+                for a in h.args
+            )
+        ]
+        self.frame = -1  # -1: the main program; k: subprogram k
+        self.landable: list[bool] = []
+
+    # -- registers, offsets, values --
+    def reg_write(self) -> int:
+        return self.s.pick(_AW_WRITE)
+
+    def reg_read(self) -> int:
+        return self.s.pick(_AW_READ)
+
+    def stack_limit(self) -> int:
+        return _AW_STACK_MAIN if self.frame < 0 else _AW_STACK_SUB
+
+    def base(self) -> int:
+        return 10 if self.s.chance(0.5) or self.mem_len < 8 else 1
+
+    def memoff(self, base: int, size: int) -> int:
+        if self.s.chance(AWARE_NEAR_MISS):  # one step outside: the verifier must refuse it
+            if base == 1:
+                return self.s.pick((self.mem_len - size + 1, self.mem_len, -size, -1))
+            return self.s.pick((0, -(512 + size), -size + 1 if size > 1 else 1))
+        if base == 1 and self.mem_len >= size:
+            return size * self.s.int(0, (self.mem_len - size) // size)
+        return -size * self.s.int(1, self.stack_limit() // size)
+
+    def fields(self, row: OpDef) -> dict[str, int]:
+        f = super().fields(row)
+        shape = row.shape
+        if shape.dst is Use.BASE or shape.src is Use.BASE:
+            size = max(row.size, 1)
+            base = 1 if self.mem_len >= size and self.s.chance(0.5) else 10
+            f["dst" if shape.dst is Use.BASE else "src"] = base
+            f["off"] = self.memoff(base, size)
+        if row.kind is Kind.ATOMIC:
+            f["src"] = self.reg_write()  # fetch forms write it back
+        return f
+
+    def value_for(self, row: OpDef) -> int:
+        if row.alu in _SHIFT_OPS:
+            return self.s.int(0, row.width - 1)
+        if row.alu in _DIV_OPS:
+            return self.s.pick([d for d in DIVISORS if d != 0])
+        return super().value_for(row)
+
+    # -- layout helpers --
+    def emit(self, row: OpDef | str, **f: Any) -> _Item:
+        item = super().emit(row, **f)
+        self.landable.append(True)
+        return item
+
+    def emit_inner(self, row: OpDef | str, **f: Any) -> _Item:
+        """An instruction no jump may land on (the middle of a construct)."""
+        item = self.emit(row, **f)
+        self.landable[-1] = False
+        return item
+
+    def land(self, target: int) -> int:
+        while target < len(self.landable) and not self.landable[target]:
+            target += 1
+        return target
+
+    def simple(self, inner: bool = False) -> None:
+        """One instruction of a family that neither jumps nor calls."""
+        while True:
+            kind = self.kind()
+            if kind not in (Kind.JCOND, Kind.MAY_GOTO, Kind.CALL, Kind.CALL_LOCAL):
+                break
+        row = self.s.pick(self.rows[kind])
+        (self.emit_inner if inner else self.emit)(row, **self.fields(row))
+
+    def restore(self) -> None:
+        """After a call: r1 = the input again (from r9), r2-r5 initialised."""
+        self.emit("mov64_reg", dst=1, src=9)
+        for k in (2, 3, 4, 5):
+            self.emit("mov64_imm", dst=k, imm=self.imm32())
+
+    # -- constructs --
+    def checked_access(self) -> None:
+        """``rT = r9 + (rX & mask)`` or ``if rX > limit goto skip; rT = r9 + rX``, then an access
+        through rT: the verifier must track rX's bounds through the mask or the branch."""
+        s = self.s
+        row = s.pick([r for k in (Kind.LOAD, Kind.STORE_REG, Kind.STORE_IMM) for r in self.rows.get(k, [])])
+        size = row.size
+        if self.mem_len < size:
+            return
+        x = self.reg_write()
+        t = s.pick([r for r in _AW_WRITE if r != x])
+        room = self.mem_len - size  # largest offset that keeps the access inside
+        if s.chance(0.5):
+            mask = (1 << (room.bit_length() - 1)) - 1 if room else 0
+            self.emit(s.pick(("and64_imm", "and32_imm")), dst=x, imm=mask)
+            skip = None
+            limit = mask
+        else:
+            limit = s.int(0, room)
+            if s.chance(0.5):
+                self.emit("mov32_reg", dst=x, src=x)  # zero-extended: a JMP32 check bounds it
+                skip = self.emit_inner(s.pick(("jgt32_imm", "jge32_imm")), dst=x, imm=limit)
+            else:
+                skip = self.emit(s.pick(("jgt64_imm", "jge64_imm")), dst=x, imm=limit)
+            if skip.row.name.startswith("jge"):
+                skip.imm = limit + 1
+        off = size * s.int(0, (room - limit) // size) if room - limit >= size else 0
+        off = min(off, room - limit)
+        if s.chance(AWARE_NEAR_MISS):
+            off = room - limit + 1  # one byte too far when rX is at its limit
+        self.emit_inner("mov64_reg", dst=t, src=9)
+        self.emit_inner("add64_reg", dst=t, src=x)
+        f = self.fields(row)
+        if row.kind is Kind.LOAD:
+            self.emit_inner(row, dst=t, src=t, off=off)
+        else:
+            self.emit_inner(row, dst=t, src=f.get("src", 0), imm=f.get("imm", 0), off=off)
+            self.emit_inner("mov64_imm", dst=t, imm=0)
+        if skip is not None:
+            skip.target = len(self.items)  # past the access: landable (whatever comes next)
+
+    def counted_loop(self) -> None:
+        """``r8 = N; do { 1-5 simple insns } while (--r8 != 0)``: nothing jumps into the body."""
+        s = self.s
+        self.emit("mov64_imm", dst=8, imm=s.int(1, 6))
+        start = len(self.items)
+        for k in range(s.int(1, 5)):
+            self.simple(inner=k > 0)
+        self.emit_inner("add64_imm", dst=8, imm=-1)
+        back = self.emit_inner(s.pick(("jne64_imm", "jgt64_imm", "jne32_imm")), dst=8, imm=0)
+        back.target = start
+        self.landable[start] = False
+
+    def diamond(self) -> None:
+        """``if (cond) { a } else { b }`` with a ``ja`` over the else part."""
+        row = self.s.pick(self.rows[Kind.JCOND])
+        cond = self.emit(row, **self.fields(row))
+        for _ in range(self.s.int(1, 3)):
+            self.simple()
+        ja = self.emit(self.s.pick(self.rows.get(Kind.JA, [isa.BY_NAME["ja"]])))
+        cond.target = len(self.items)
+        for _ in range(self.s.int(1, 3)):
+            self.simple()
+        ja.target = len(self.items)
+
+    def body(self, n: int, depth: int) -> None:
+        s = self.s
+        pending: list[tuple[_Item, int]] = []
+        for _ in range(n):
+            x = s.int(0, 99)
+            if x < AWARE_CONSTRUCTS["checked"]:
+                self.checked_access()
+                continue
+            x -= AWARE_CONSTRUCTS["checked"]
+            if x < AWARE_CONSTRUCTS["loop"] and self.cfg.loops:
+                self.counted_loop()
+                continue
+            x -= AWARE_CONSTRUCTS["loop"]
+            if x < AWARE_CONSTRUCTS["diamond"] and Kind.JCOND in self.rows:
+                self.diamond()
+                continue
+            kind = self.kind()
+            row = s.pick(self.rows[kind])
+            if kind in (Kind.JCOND, Kind.MAY_GOTO):
+                item = self.emit(row, **self.fields(row))
+                if self.cfg.pads and kind is Kind.JCOND and s.chance(0.08):
+                    self.pad(item)
+                else:
+                    pending.append((item, len(self.items) - 1))
+            elif kind is Kind.CALL:
+                self.helper_call(row)
+            elif kind is Kind.CALL_LOCAL:
+                self.local_call(row)
+            else:
+                self.emit(row, **self.fields(row))
+        end = len(self.items)
+        for item, at in pending:
+            item.target = self.land(s.int(at + 1, end))
+
+    def local_call(self, row: OpDef) -> None:
+        src = row.select[1] if row.select else 1
+        if self.subs < 3:
+            self.emit(row, src=src, label=f"sub{self.subs}")
+            self.subs += 1
+        elif self.frame + 1 < self.subs:  # only later subprograms: no recursion
+            self.emit(row, src=src, label=f"sub{self.s.int(self.frame + 1, self.subs - 1)}")
+        else:
+            return
+        self.restore()
+
+    def helper_call(self, row: OpDef) -> None:
+        if not self.helpers:
+            return
+        h = self.s.pick(self.helpers)
+        first = len(self.items)
+        self.helper_args(h.args)
+        self.emit(row, imm=h.id)
+        for k in range(first + 1, len(self.items)):  # nothing jumps past the arguments' set-up
+            self.landable[k] = False
+        self.restore()
+
+    def helper_args(self, args: Sequence[str]) -> None:
+        s = self.s
+        room = 0
+        for k, arg in enumerate(args[:5], start=1):
+            if "PTR" in arg:
+                room = 8 * s.int(1, self.stack_limit() // 8)
+                self.emit("mov64_reg", dst=k, src=10)
+                self.emit("add64_imm", dst=k, imm=-room)
+            elif "SIZE" in arg:
+                self.emit("mov64_imm", dst=k, imm=s.int(0 if "ZERO" in arg else 1, max(1, min(room, 64))))
+            else:
+                self.emit("mov64_imm", dst=k, imm=self.imm32())
+
+    def pad(self, jump: _Item) -> None:
+        super().pad(jump)
+        jump.target = self.land(jump.target or 0)
+
+    def prologue(self) -> None:
+        s = self.s
+        self.emit("mov64_reg", dst=9, src=1)
+        words = self.mem_len // 8
+        for reg in (0, 2, 3, 4, 5, 6, 7, 8):
+            if words and s.chance(0.6):
+                self.emit("ldxdw", dst=reg, src=1, off=8 * s.int(0, words - 1))
+            elif s.chance(0.5):
+                self.emit("lddw", dst=reg, imm=self.value64())
+            else:
+                self.emit("mov64_imm", dst=reg, imm=self.imm32())
+
+    def build(self) -> FuzzCase:
+        s, cfg = self.s, self.cfg
+        self.has_mem = True
+        self.mem_len = 8 * s.int(1, cfg.max_mem_words) + s.pick((0, 0, 0, 1, 3, 7))
+        self.prologue()
+        self.body(s.int(1, max(1, cfg.max_insns - len(self.items) - 1)), 0)
+        self.emit("exit")
+        k = 0
+        while k < self.subs:
+            self.frame = k
+            self.items.append(
+                _Item(isa.BY_NAME["mov64_imm"], dst=0, imm=s.pick((0, 1, -1, 42)), label=f"=sub{k}")
+            )
+            self.landable.append(True)
+            self.emit("mov64_reg", dst=9, src=1)
+            for reg in (6, 7, 8):
+                self.emit("mov64_imm", dst=reg, imm=self.imm32())
+            self.body(s.int(1, max(2, cfg.max_insns // 4)), 1 + k)
+            self.emit("exit")
+            k += 1
+        program = self.layout()
+        mems = tuple(self.mem() for _ in range(max(1, cfg.inputs)))
+        return FuzzCase(program=tuple(program), mems=mems, budget=cfg.budget)
+
+
 def generate(src: Source, cfg: GenConfig | None = None) -> FuzzCase:
     """A valid program and its inputs, every choice taken from ``src``."""
-    return _Builder(src, cfg or GenConfig()).build()
+    cfg = cfg or GenConfig()
+    return (_AwareBuilder if cfg.verifier_aware else _Builder)(src, cfg).build()
 
 
 #: Bytes a fresh campaign input has (more than any program consumes at the default size).

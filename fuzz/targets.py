@@ -146,7 +146,7 @@ class _InterpreterPrepared:
                 setattr(m, slot, value)
         self.stack.data[:] = self.zero
         if self.memregion is not None:
-            self.memregion.data[:] = mem  # type: ignore[index]
+            self.memregion.data[:] = mem  # type: ignore[index,assignment]
         m.env = LazyEnvironment(self.memory)
         m.regs[:] = _initial_regs(mem)
         out = interpreter._execute(m, self.steps, 0, self.budget)
@@ -224,7 +224,7 @@ class JitTarget:
         from reference_vm.jit import CannotLower, compile_program
 
         try:
-            compiled = compile_program(program, self.arch, **self.options)
+            compiled = compile_program(program, self.arch, **self.options)  # type: ignore[arg-type]
         except CannotLower as e:
             return _Unsupported(str(e))
         return _JitPrepared(compiled, self.arch, budget, self.helpers)

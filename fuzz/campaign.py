@@ -55,6 +55,7 @@ from reference_vm.errors import UsageError
 from .minimize import atomic_write, data_text, finding_json, minimize
 from .oracle import Oracle, Result, describe, signature
 from .strategies import INPUT_SIZE, GenConfig, case_from_bytes, mutate
+from .wholeprog import WholeCase, pick_whole, whole_from_bytes, yaml_text
 
 VERSION = 1
 _HB = struct.Struct("<dqq")  # time, seed index in flight (-1: none), pid
@@ -77,6 +78,7 @@ class CampaignConfig:
     verifier_aware: bool = False  # generate mostly programs the verifier accepts
     allow_kernel: bool = False  # the kernel target may be used (only on verifier-accepted programs)
     witness_inputs: int = 1  # inputs per program checked in witness mode (with a verifier target)
+    maps: float = 0.0  # share of seeds generated as whole cases (maps, ring buffer, tail calls)
     max_raw_per_signature: int = 5  # divergences written (and minimized) per coarse signature
     version: int = VERSION
 
@@ -99,8 +101,18 @@ class CampaignConfig:
         "fresh",
         "long_jumps",
         "verifier_aware",
+        "maps",
         "version",
     )
+
+    def is_whole(self, worker: int, index: int) -> bool:
+        """Whether seed ``S:worker:index`` is a whole case (decided by its name alone)."""
+        return pick_whole(derive(self.seed, worker, index), self.maps)
+
+    def make_case(self, worker: int, index: int, data: bytes) -> Any:
+        if self.is_whole(worker, index):
+            return whole_from_bytes(data, self.gen())
+        return case_from_bytes(data, self.gen())
 
     def oracle(self, targets: Sequence[str] | None = None) -> Oracle:
         return Oracle(
@@ -461,12 +473,16 @@ class Worker:
         name = seed_name(cfg.seed, self.k, i)
         data = make_input(cfg.seed, self.k, i, corpus, self.load, cfg.fresh)
         try:
-            case = case_from_bytes(data, self.gen)
+            case = cfg.make_case(self.k, i, data)
         except Exception as e:  # noqa: BLE001 - the generator is a component too
             import traceback
 
             return [self._finding_exception(name, data, "generator", e, traceback.format_exc())]
-        results = self.oracle.check(case.program, case.mems, case.budget)
+        whole = isinstance(case, WholeCase)
+        if whole:
+            results = self.oracle.check_whole(case)
+        else:
+            results = self.oracle.check(case.program, case.mems, case.budget)
         self.execs += len(results)
         self.programs += 1
         feats = features(case.program, results, self.oracle.ref.name)
@@ -486,7 +502,7 @@ class Worker:
             n = self.sig_counts.get(coarse, 0)
             self.sig_counts[coarse] = n + 1
             if n < cfg.max_raw_per_signature:
-                fid = self._record(name, data, case, r)
+                fid = self._record_whole(name, data, case, r) if whole else self._record(name, data, case, r)
                 if fid:
                     out.append(fid)
         return out
@@ -507,6 +523,49 @@ class Worker:
         }
         atomic_write(pending, json.dumps(doc))
         return self._finish(pending, doc, case.program)
+
+    def _record_whole(self, name: str, data: bytes, case: WholeCase, r: Result) -> str:
+        """A whole case's divergence: recorded as it is (no minimization), with a YAML
+        reproducer (docs/case-format.md)."""
+        sig = signature(r.divergences, case.program) + "@whole"
+        fid = hashlib.sha1(sig.encode()).hexdigest()[:12]
+        folder = self.state.p("findings", fid)
+        known = known_reason(sig, self.known)
+        if not (folder / "finding.json").exists():
+            finding = {
+                "id": fid,
+                "signature": sig,
+                "coarse": r.coarse,
+                "seed": name,
+                "whole": True,
+                "targets": self.oracle.names,
+                "fields": sorted({f for d in r.divergences for f in d.fields}),
+                "input": data.hex(),
+                "mem": r.mem.hex() if r.mem is not None else None,
+                "budget": case.budget,
+                "programs": {
+                    n: [f"0x{raw.to_u64():016x}" for i in p if i is not None for raw in i.raw()]
+                    for n, p in case.programs
+                },
+                "describe": describe(r, self.oracle.names),
+                "tracebacks": r.tracebacks,
+                "time": time.time(),
+                "worker": self.k,
+                "known": known,
+            }
+            header = [
+                f"bpfcheck fuzz finding {fid}, seed {name}: {sig}",
+                f"expect: what the reference target ({self.oracle.ref.name}) did -- a reproducer, not a fact",
+            ]
+            ref = r.outcomes.get(self.oracle.ref.name)
+            atomic_write(folder / "repro.yaml", yaml_text(case, r.mem, ref, header))
+            atomic_write(folder / "finding.json", finding_json(finding))
+        append_line(
+            self.log_path,
+            {"ev": "finding", "id": fid, "seed": name, "sig": sig, "known": known},
+            durable=True,
+        )
+        return fid
 
     def _process_pending(self) -> None:
         """Divergences a killed worker wrote but did not minimize: finish them now."""
@@ -1000,8 +1059,10 @@ def replay(
     if corpus and load is None:
         raise UsageError("a mutated input needs --state")
     data = make_input(s, k, i, corpus, load, cfg.fresh)
-    case = case_from_bytes(data, cfg.gen())
+    case = cfg.make_case(k, i, data)
     oracle = cfg.oracle(targets)
+    if isinstance(case, WholeCase):
+        return case, oracle.check_whole(case), oracle.names
     return case, oracle.check(case.program, case.mems, case.budget), oracle.names
 
 

@@ -24,6 +24,7 @@ from typing import NoReturn
 from reference_vm.errors import UsageError
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+DEFAULT_MAPS = 0.25  # share of whole cases in a new campaign
 REGRESSIONS = Path(__file__).resolve().parent.parent / "corpora" / "regressions"
 
 
@@ -83,6 +84,15 @@ def _run_parser() -> argparse.ArgumentParser:
         "offsets, counted loops); add the verifier target with --targets interpreter,...,verifier",
     )
     p.add_argument(
+        "--maps",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of programs generated as whole cases: two programs with an array, a hash map, "
+        "a ring buffer and a prog array (default 0.25 for a new campaign, the stored share when "
+        "resuming; 0 = none)",
+    )
+    p.add_argument(
         "--witness-inputs",
         type=int,
         default=1,
@@ -135,6 +145,8 @@ def _run(argv: list[str]) -> int:
     args = _run_parser().parse_args(argv)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if args.maps is not None and not 0 <= args.maps <= 1:
+        raise UsageError("--maps must be between 0 and 1")
     if args.witness_inputs < 0:
         raise UsageError("--witness-inputs must be 0 or more")
     targets = _kernel_available(_targets(args), args.allow_kernel)
@@ -142,6 +154,8 @@ def _run(argv: list[str]) -> int:
     seed = args.seed
     if seed is None:
         seed = state.config().seed if (state.root / "campaign.json").exists() else random.randrange(1 << 31)
+    if args.maps is None:
+        args.maps = state.config().maps if (state.root / "campaign.json").exists() else DEFAULT_MAPS
     cfg = CampaignConfig(
         seed=seed,
         targets=targets,
@@ -156,6 +170,7 @@ def _run(argv: list[str]) -> int:
         verifier_aware=args.verifier_aware,
         allow_kernel=args.allow_kernel,
         witness_inputs=args.witness_inputs,
+        maps=args.maps,
     )
     from .targets import make_target
 
@@ -197,7 +212,11 @@ def _replay(argv: list[str]) -> int:
     if args.show:
         from reference_vm.asm import disassemble
 
-        print(disassemble(case.program), end="")
+        for name, program in getattr(case, "programs", (("main", case.program),)):
+            print(
+                f"{name}:" if hasattr(case, "programs") else "", end="\n" if hasattr(case, "programs") else ""
+            )
+            print(disassemble(list(program)), end="")
     bad = 0
     for n, r in enumerate(results):
         if r.divergences:

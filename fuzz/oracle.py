@@ -22,7 +22,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reference_vm import interpreter
@@ -379,6 +379,79 @@ class Oracle:
         if rep.violations:
             result.divergences.append(Divergence(t.name, (WITNESS,)))
             out.extra["witness"] = rep.violations[0]
+
+    # -- whole cases (fuzz.wholeprog) --
+
+    def check_whole(self, case: Any) -> list[Result]:
+        """A whole case (several programs, maps) on every target that runs them (interpreter,
+        JITs and their mutants; plugins and the kernel do not): each input's full state, maps
+        and ring-buffer records included, compared with the reference; the verifier once per
+        case, with the soundness check on every input (no witness: it follows one program)."""
+        verdicts: dict[str, Outcome | None] = {}
+        vexc: dict[str, tuple[str, str]] = {}
+        for t, r in zip(self.targets, self.roles, strict=True):
+            if r == "verifier":
+                try:
+                    with self.alarm:
+                        verdicts[t.name] = t.verify_whole(case)
+                except RunTimeout:
+                    verdicts[t.name] = None
+                    self.stats[t.name]["timeouts"] += 1
+                except Exception as e:  # noqa: BLE001
+                    verdicts[t.name] = None
+                    vexc[t.name] = (exception_detail(e), traceback.format_exc())
+                else:
+                    out = verdicts[t.name]
+                    self.stats[t.name]["verified"] += 1
+                    self.stats[t.name]["accepted"] += out is not None and out.error == oc.OK
+        runners = [
+            t for t, r in zip(self.targets, self.roles, strict=True) if r is None and hasattr(t, "run_whole")
+        ]
+        results = []
+        for mem in case.mems:
+            outs: dict[str, Outcome | None] = dict(verdicts)
+            result = Result(mem=mem, outcomes=outs)
+            for name, (detail, tb) in vexc.items():
+                result.divergences.append(Divergence(name, ("exception",), detail))
+                result.tracebacks[name] = tb
+            for t in runners:
+                try:
+                    with self.alarm:
+                        outs[t.name] = t.run_whole(case, mem)
+                except RunTimeout:
+                    outs[t.name] = None
+                    result.divergences.append(Divergence(t.name, ("timeout",)))
+                except Exception as e:  # noqa: BLE001
+                    outs[t.name] = None
+                    result.divergences.append(Divergence(t.name, ("exception",), exception_detail(e)))
+                    result.tracebacks[t.name] = traceback.format_exc()
+            ref = outs.get(self.ref.name)
+            sound = outs.get(self.sound_ref.name)
+            for name, verdict in verdicts.items():
+                if verdict is None or verdict.error != oc.OK or sound is None:
+                    continue
+                error = sound.error
+                if error == oc.BUDGET:
+                    try:
+                        with self.alarm:
+                            error = replace(case, budget=SOUND_BUDGET).run("interpreter", mem).error
+                    except RunTimeout:
+                        error = oc.TIMEOUT
+                if error not in (oc.OK, oc.UNSUPPORTED):
+                    result.divergences.append(Divergence(name, (SOUNDNESS,), f"accept->{error}"))
+            if ref is not None and ref.error != oc.UNSUPPORTED:
+                for t in runners:
+                    out = outs.get(t.name)
+                    if t is self.ref or out is None:
+                        continue
+                    if out.error == oc.UNSUPPORTED:
+                        self.unsupported += 1
+                        continue
+                    diffs, detail = compare(ref, out, self.ref.fields, t.fields)
+                    if diffs:
+                        result.divergences.append(Divergence(t.name, diffs, detail))
+            results.append(result)
+        return results
 
     def _kernel_checks(self, t: Any, out: Outcome, ref: Outcome | None, result: Result) -> None:
         if out.error == oc.UNSUPPORTED or "ours_accepts" not in out.extra:

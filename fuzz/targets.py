@@ -180,6 +180,10 @@ class InterpreterTarget:
             return _InterpreterPrepared(program, budget, self.helpers, has_mem)
         return _InterpreterPlain(program, budget, self.helpers)
 
+    def run_whole(self, case: Any, mem: bytes) -> Outcome:
+        """A whole case (:mod:`fuzz.wholeprog`): several programs and maps, one input."""
+        return case.run("interpreter", mem)  # type: ignore[no-any-return]
+
 
 # --- The JITs ---------------------------------------------------------------------------------
 
@@ -228,6 +232,9 @@ class JitTarget:
         except CannotLower as e:
             return _Unsupported(str(e))
         return _JitPrepared(compiled, self.arch, budget, self.helpers)
+
+    def run_whole(self, case: Any, mem: bytes) -> Outcome:
+        return case.run(self.arch, mem, self.options)  # type: ignore[no-any-return]
 
 
 # --- External plugins -----------------------------------------------------------------------
@@ -341,6 +348,15 @@ class VerifierFuzzTarget:
     def prepare(self, program: Program, budget: int, has_mem: bool = True) -> Prepared:
         return _VerifierPrepared(program, self.privileged)
 
+    def verify_whole(self, case: Any) -> Outcome:
+        """Every program of a whole case (:meth:`fuzz.wholeprog.WholeCase.verify`)."""
+        name, res = case.verify(self.privileged)
+        if name is None:
+            return Outcome(error=oc.OK, message="accept", extra={"result": res})
+        return Outcome(
+            error=oc.rejected("verifier"), message=f"{name}: {res.outcome_text()}", extra={"result": res}
+        )
+
 
 # --- The live kernel (only with --allow-kernel, only what our verifier accepts) -----------------
 
@@ -428,6 +444,18 @@ class MutantTarget:
         with self.mutant.applied():
             inner = self.base.prepare(program, budget, has_mem)
         return _PatchedPrepared(inner, self.mutant.applied)
+
+    def __getattr__(self, name: str) -> Any:
+        """``run_whole`` / ``verify_whole`` of the base target, with the mutant applied."""
+        if name not in ("run_whole", "verify_whole"):
+            raise AttributeError(name)
+        method = getattr(self.base, name)
+
+        def patched(*args: Any) -> Any:
+            with self.mutant.applied():
+                return method(*args)
+
+        return patched
 
 
 def mutants_module() -> Any:

@@ -11,6 +11,9 @@ Figures printed (all on one core, one process):
    with the cost of each part per comparison.
 3. ``campaign``: what a campaign worker does per program (generate, translate for both JITs,
    prepare, 32 inputs), i.e. comparisons per second including the per-program costs.
+4. ``campaign + verifier``: the same on verifier-aware programs with the ``verifier`` target
+   (verified once per program, soundness check per input, witness run on the first input),
+   and the share of whole cases (maps, ring buffer, tail calls) a default campaign has.
 
 The issue's target is >= 5,000 comparisons/s/core (2). Times are CPU time of this process
 (``time.process_time``), so that other load on the machine does not count; figures are
@@ -120,21 +123,28 @@ def bench_oracle(cases: list, seconds: float) -> tuple[float, dict[str, float]]:
     return rate_total, parts
 
 
-def bench_campaign(seconds: float, inputs: int) -> tuple[float, float]:
+def bench_campaign(
+    seconds: float, inputs: int, verifier: bool = False, maps: float = 0.0
+) -> tuple[float, float, dict[str, int]]:
     from fuzz.strategies import case_from_seed
+    from fuzz.wholeprog import whole_from_seed
 
-    oracle = Oracle(["interpreter", "jit-x86_64", "jit-arm64"])
-    cfg = GenConfig(inputs=inputs)
+    targets = ["interpreter", "jit-x86_64", "jit-arm64"] + (["verifier"] if verifier else [])
+    oracle = Oracle(targets)
+    cfg = GenConfig(inputs=inputs, verifier_aware=verifier)
     n = progs = 0
     seed = 0
     t0 = time.process_time()
     while time.process_time() - t0 < seconds:
-        case = case_from_seed(seed, cfg)
+        if maps and seed % round(1 / maps) == 0:
+            n += len(oracle.check_whole(whole_from_seed(seed, cfg)))
+        else:
+            case = case_from_seed(seed, cfg)
+            n += len(oracle.check(case.program, case.mems, case.budget))
         seed += 1
-        n += len(oracle.check(case.program, case.mems, case.budget))
         progs += 1
     dt = time.process_time() - t0
-    return n / dt, progs / dt
+    return n / dt, progs / dt, oracle.stats.get("verifier", {})
 
 
 def main() -> None:
@@ -164,10 +174,20 @@ def main() -> None:
     )
     for name, us in parts.items():
         print(f"      {name:26} {us:6.1f} us")
-    camp, progs = bench_campaign(a.seconds, a.inputs)
+    camp, progs, _ = bench_campaign(a.seconds, a.inputs)
     print(
         f"  campaign worker (generate + translate + {a.inputs} inputs per program, all kinds of programs) "
         f"{camp:8,.0f} comparisons/s ({progs:.0f} programs/s)"
+    )
+    camp, progs, _ = bench_campaign(a.seconds, a.inputs, maps=0.25)
+    print(
+        f"  campaign worker, 1 in 4 a whole case (maps)   {camp:8,.0f} comparisons/s ({progs:.0f} programs/s)"
+    )
+    camp, progs, stats = bench_campaign(a.seconds, a.inputs, verifier=True, maps=0.25)
+    print(
+        f"  campaign worker + verifier (verifier-aware, 1 in 4 whole) {camp:8,.0f} comparisons/s "
+        f"({progs:.0f} programs/s; verified {stats.get('verified', 0)}, accepted {stats.get('accepted', 0)}, "
+        f"witness runs {stats.get('witness_runs', 0)})"
     )
 
 

@@ -681,7 +681,7 @@ AWARE_WEIGHTS: dict[Kind, int] = {
 }
 #: Constructs of the verifier-aware mode, per 100 body steps: an access through a pointer with
 #: a variable offset that is masked or checked first, a counted loop, an if/else diamond.
-AWARE_CONSTRUCTS = {"checked": 8, "loop": 4, "diamond": 5}
+AWARE_CONSTRUCTS = {"checked": 8, "loop": 4, "diamond": 5, "halves": 5}
 #: Share of memory accesses placed one step outside the stack frame or the input on purpose
 #: (the verifier must refuse them; one it accepts faults, or shows up in the witness check).
 AWARE_NEAR_MISS = 0.02
@@ -841,6 +841,21 @@ class _AwareBuilder(_Builder):
         if skip is not None:
             skip.target = len(self.items)  # past the access: landable (whatever comes next)
 
+    def halves(self) -> None:
+        """A register with one half known and the other not (``x <<= 32; x |= c``, ``x &=
+        0xffffffff80000000``, ``x >>= 32``), then a logic or arithmetic op with a constant: the
+        32- and 64-bit bounds must be kept apart (CVE-2021-3490, CVE-2021-31440 classes)."""
+        s = self.s
+        x = self.reg_write()
+        first = s.pick((("lsh64_imm", 32), ("and64_imm", -0x80000000), ("rsh64_imm", 32), ("lsh64_imm", 31)))
+        self.emit(first[0], dst=x, imm=first[1])
+        self.emit(s.pick(("or64_imm", "xor64_imm", "add64_imm")), dst=x, imm=self.imm32(BITMASKS + IMM32))
+        for _ in range(s.int(1, 2)):
+            op = s.pick(
+                ("and64_imm", "or64_imm", "xor64_imm", "and32_imm", "or32_imm", "add32_imm", "mul64_imm")
+            )
+            self.emit(op, dst=x, imm=self.imm32(BITMASKS + IMM32))
+
     def counted_loop(self) -> None:
         """``r8 = N; do { 1-5 simple insns } while (--r8 != 0)``: nothing jumps into the body."""
         s = self.s
@@ -880,6 +895,10 @@ class _AwareBuilder(_Builder):
             x -= AWARE_CONSTRUCTS["loop"]
             if x < AWARE_CONSTRUCTS["diamond"] and Kind.JCOND in self.rows:
                 self.diamond()
+                continue
+            x -= AWARE_CONSTRUCTS["diamond"]
+            if x < AWARE_CONSTRUCTS["halves"]:
+                self.halves()
                 continue
             kind = self.kind()
             row = s.pick(self.rows[kind])

@@ -1,7 +1,8 @@
 """``fuzz-smoke`` inside the ordinary test run, sized to fit: every atheris harness for a few
 seconds (seeded random inputs where atheris is not installed), then a short three-way campaign
-on the interpreter and both JITs. Both must find nothing new on main (known, reported findings
-in fuzz/known-findings.yaml excepted). ``tox -e fuzz-smoke`` runs the longer version."""
+on the interpreter and both JITs, and one with bpfcheck's verifier on verifier-aware programs
+and whole cases. All must find nothing new on main (known, reported findings in
+fuzz/known-findings.yaml excepted). ``tox -e fuzz-smoke`` runs the longer version."""
 
 from __future__ import annotations
 
@@ -47,6 +48,33 @@ def test_short_differential_campaign_finds_nothing_new(run_cli, tmp_path) -> Non
         tmp_path / "st",
         "--seed",
         "1",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "0 new" in res.stdout
+
+
+def test_short_verifier_campaign_finds_nothing_new(run_cli, tmp_path) -> None:
+    """Verifier-aware programs and whole cases (maps, ring buffer, tail calls) on the interpreter,
+    both JITs and bpfcheck's verifier (soundness and witness checks)."""
+    res = run_cli(
+        "fuzz",
+        "--time",
+        "120s",
+        "--jobs",
+        "1",
+        "--max-seeds",
+        "32",
+        "--inputs",
+        "8",
+        "--verifier-aware",
+        "--maps",
+        "0.25",
+        "--targets",
+        "interpreter,jit-x86_64,jit-arm64,verifier",
+        "--state",
+        tmp_path / "st",
+        "--seed",
+        "2",
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 new" in res.stdout

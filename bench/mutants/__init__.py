@@ -1,12 +1,14 @@
-"""Seeded bugs ("mutants") of our own interpreter and JITs, each re-creating a historical bug class.
+"""Seeded bugs ("mutants") of our own interpreter, JITs and verifier, each re-creating a
+historical bug class.
 
-A mutant is a small textual patch of one function of one module, compiled *in memory*: the
-function's source is read with :mod:`inspect`, ``old`` is replaced by ``new`` (it must occur
-exactly ``count`` times, otherwise the mutant is *stale* and says so), the result is compiled in
-the module's namespace, and :meth:`Mutant.applied` swaps it in — the module attribute and every
-registry that holds the original function (``_FAMILIES``, ``LOWERINGS``) — and back out. The
-real files are never edited. Module-level tables built from a patched function at import
-(``interpreter._ALU``) are rebuilt while the mutant is applied (``rebuild``).
+A mutant is a small textual patch of one function (or method: ``Class.method``) of one module,
+compiled *in memory*: the function's source is read with :mod:`inspect`, ``old`` is replaced by
+``new`` (it must occur exactly ``count`` times, otherwise the mutant is *stale* and says so),
+the result is compiled in the module's namespace, and :meth:`Mutant.applied` swaps it in — the
+module (or class) attribute and every registry that holds the original function
+(``_FAMILIES``, ``LOWERINGS``) — and back out. The real files are never edited. Module-level
+tables built from a patched function at import (``interpreter._ALU``) are rebuilt while the
+mutant is applied (``rebuild``).
 
 ``bench/mutants/run.py`` reports which mutants the conformance corpora kill and which a short
 differential campaign kills. The catalog is :mod:`bench.mutants.catalog`.
@@ -31,7 +33,7 @@ class MutantStale(Exception):
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    target: str  # the fuzz target it breaks: "interpreter", "jit-x86_64", "jit-arm64"
+    target: str  # the fuzz target it breaks: "interpreter", "jit-x86_64", "jit-arm64", "verifier"
     module: str
     function: str
     old: str
@@ -41,10 +43,19 @@ class Mutant:
     count: int = 1
     rebuild: tuple[tuple[str, str], ...] = ()  # (module attribute, expression) to re-evaluate
 
+    def _owner(self, mod: ModuleType) -> tuple[Any, str]:
+        """The object holding the function (the module, or a class for ``Class.method``)."""
+        if "." in self.function:
+            cls, name = self.function.split(".", 1)
+            return getattr(mod, cls), name
+        return mod, self.function
+
     def _compile(self) -> tuple[ModuleType, FunctionType, FunctionType]:
         mod = importlib.import_module(self.module)
-        orig = getattr(mod, self.function)
-        src = textwrap.dedent(inspect.getsource(orig))
+        owner, name = self._owner(mod)
+        orig = owner.__dict__[name] if owner is not mod else getattr(mod, name)
+        func = orig.__func__ if isinstance(orig, staticmethod) else orig
+        src = textwrap.dedent(inspect.getsource(func))
         found = src.count(self.old)
         if found != self.count:
             raise MutantStale(
@@ -53,7 +64,8 @@ class Mutant:
             )
         ns: dict[str, Any] = {}
         exec(compile(src.replace(self.old, self.new), f"<mutant {self.name}>", "exec"), mod.__dict__, ns)
-        return mod, orig, ns[self.function]
+        new = ns[name]
+        return mod, orig, new  # a staticmethod stays one (the decorator is part of the source)
 
     def check(self) -> None:
         """Raise :class:`MutantStale` if the patch no longer applies."""
@@ -62,7 +74,8 @@ class Mutant:
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         mod, orig, new = _COMPILED.get(self.name) or _COMPILED.setdefault(self.name, self._compile())
-        swaps: list[tuple[Any, Any, Any, bool]] = [(mod, self.function, orig, True)]
+        owner, name = self._owner(mod)
+        swaps: list[tuple[Any, Any, Any, bool]] = [(owner, name, orig, True)]
         for value in list(vars(mod).values()):
             if isinstance(value, dict):
                 for k, v in list(value.items()):

@@ -10,6 +10,9 @@ from . import Mutant
 _I = "reference_vm.interpreter"
 _X = "reference_vm.jit.x86_64"
 _A = "reference_vm.jit.arm64"
+_VR = "reference_vm.verifier.ranges"
+_VT = "reference_vm.verifier.tnum"
+_VC = "reference_vm.verifier.checker"
 _ALU_REBUILD = (("_ALU", "{64: _binary_ops(64), 32: _binary_ops(32)}"),)
 
 
@@ -711,6 +714,133 @@ MUTANTS: tuple[Mutant, ...] = (
         "cx.asm.emit(mov_imm(1, REG[i.dst], value & c.M32))",
         "lddw",
         "lddw high half dropped",
+    ),
+    # --- verifier: abstract domains, refinement, memory checks ------------------------------------
+    Mutant(
+        "verifier-and32-known-bounds",
+        "verifier",
+        _VR,
+        "scalar32_min_max_and",
+        "        mark32_known(dst, v.value)\n        return",
+        "        return",
+        "32-bit bounds not updated (AND)",
+        "CVE-2021-3490: scalar32_min_max_and left the old 32-bit bounds when both subregisters were known",
+    ),
+    Mutant(
+        "verifier-or32-known-bounds",
+        "verifier",
+        _VR,
+        "scalar32_min_max_or",
+        "        mark32_known(dst, v.value)\n        return",
+        "        return",
+        "32-bit bounds not updated (OR)",
+        "CVE-2021-3490 (the OR variant of the same fix)",
+    ),
+    Mutant(
+        "verifier-xor32-known-bounds",
+        "verifier",
+        _VR,
+        "scalar32_min_max_xor",
+        "        mark32_known(dst, v.value)\n        return",
+        "        return",
+        "32-bit bounds not updated (XOR)",
+        "CVE-2021-3490 (the XOR variant of the same fix)",
+    ),
+    Mutant(
+        "verifier-jmp32-bounds-to-64",
+        "verifier",
+        _VR,
+        "refine_cond_op",
+        "            r1.u32_max = min(r1.u32_max, r2.u32_max)\n"
+        "            r2.u32_min = max(r1.u32_min, r2.u32_min)",
+        "            r1.u32_max = min(r1.u32_max, r2.u32_max)\n"
+        "            r1.umax = min(r1.umax, r2.u32_max)\n"
+        "            r2.u32_min = max(r1.u32_min, r2.u32_min)",
+        "JMP32 bounds applied to 64 bits",
+        "CVE-2020-8835: __reg_bound_offset32 gave the 64-bit register the bounds of a 32-bit compare",
+    ),
+    Mutant(
+        "verifier-64-into-32-bounds",
+        "verifier",
+        _VR,
+        "reg32_deduce_bounds",
+        "    if s.smin >> h == s.smax >> h:",
+        "    if True:",
+        "64-bit bounds propagated to 32 bits",
+        "CVE-2021-31440: __reg_combine_64_into_32 took the s32 bounds from s64 ones across 2^32 boundaries",
+    ),
+    Mutant(
+        "verifier-sext-missing",
+        "verifier",
+        _VR,
+        "sign_extend_bits",
+        "        mark_known(s, sx(s.var_off.value & low, nbits) & m)",
+        "        mark_known(s, (s.var_off.value & low) & m)",
+        "missing sign extension in a range op",
+        "movsx/ldsx bounds zero-extended (coerce_reg_to_size_sx fixes, 2023)",
+    ),
+    Mutant(
+        "verifier-jset-refinement-inverted",
+        "verifier",
+        _VR,
+        "refine",
+        "    refine_cond_op(false1, false2, REVERSE[op], is32)\n    reg_bounds_sync(false1)\n"
+        "    reg_bounds_sync(false2)\n    refine_cond_op(true1, true2, op, is32)",
+        "    jset = op is JmpOp.BPF_JSET\n"
+        "    refine_cond_op(false1, false2, op if jset else REVERSE[op], is32)\n    reg_bounds_sync(false1)\n"
+        "    reg_bounds_sync(false2)\n    refine_cond_op(true1, true2, REVERSE[op] if jset else op, is32)",
+        "branch refinement inverted (JSET)",
+        "JSET refinement applied to the wrong branch (regs_refine_cond_op BPF_JSET, 2023 rework)",
+    ),
+    Mutant(
+        "verifier-stack-bounds-off-by-one",
+        "verifier",
+        _VC,
+        "Verifier._check_stack_bounds",
+        "    if min_off < min_valid or min_off > -1:\n        err = EACCES\n    elif max_off > 0:",
+        "    if min_off < min_valid or min_off > 0:\n        err = EACCES\n    elif max_off > 1:",
+        "stack bounds off by one",
+        "check_stack_access_within_bounds off-by-one (the access ending one byte above the frame)",
+    ),
+    Mutant(
+        "verifier-map-value-or-null-deref",
+        "verifier",
+        _VC,
+        "Verifier._check_mem_access",
+        "    if t == T.MAP_VALUE:\n        if reg.maybe_null:",
+        "    if t == T.MAP_VALUE:\n        if False:",
+        "missing NULL check",
+        "map_value_or_null dereferenced without a NULL check (CVE-2022-23222 class: *_OR_NULL pointers)",
+    ),
+    Mutant(
+        "verifier-map-ptr-arith",
+        "verifier",
+        _VC,
+        "Verifier._adjust_ptr",
+        "    elif t == T.MAP_PTR and known and smin_val == 0 and op is AluOp.BPF_ADD:",
+        "    elif t == T.MAP_PTR:",
+        "pointer arithmetic on map_ptr",
+        "arithmetic allowed on CONST_PTR_TO_MAP (CVE-2022-23222 class: pointer types that must stay fixed)",
+    ),
+    Mutant(
+        "verifier-tnum-mul-unsound",
+        "verifier",
+        _VT,
+        "mul",
+        "            acc = union(acc, add(acc, b, bits))",
+        "            acc = add(acc, b, bits)",
+        "unsound tnum_mul",
+        "tnum_mul treating an unknown multiplier bit as 1 (tnum_mul rewrites, 2020 and 6.17)",
+    ),
+    Mutant(
+        "verifier-tnum-lsh-mask",
+        "verifier",
+        _VT,
+        "lshift",
+        "    return Tnum((a.value << shift) & m, (a.mask << shift) & m)",
+        "    return Tnum((a.value << shift) & m, a.mask & m)",
+        "unsound tnum_lsh",
+        "tnum shift leaving the unknown bits in place (scalar_min_max_lsh/tnum_lshift bug class)",
     ),
 )
 

@@ -6,9 +6,17 @@
   cases) on the mutant's target, judged by the runner against the case's expectation; a mutant
   is killed when a case that passes unmutated fails (or errors) mutated.
 * campaign: the campaign's generator and oracle, reference = the interpreter, the mutated target
-  compared with it on the full state, fresh seeds ``0, 1, 2, ...`` until the first divergence that
+  compared with it on the full state, fresh seeds ``0, 1, 2, ...`` (every fourth one a whole case
+  with maps, ring buffer and tail calls, :mod:`fuzz.wholeprog`) until the first divergence that
   involves the mutant (not one the reference shares, such as a known bug of a helper) or
-  ``--minutes`` (default 10, per the issue; use a short setting in CI).
+  ``--minutes`` (default 10, per the issue; use a short setting in CI). A verifier mutant is the
+  ``verifier`` target of that oracle, on verifier-aware programs: it is killed by a soundness
+  finding (an accepted program faults), a witness violation or an exception.
+* tests (verifier mutants only): ``tests/test_tnum.py``, the exhaustive soundness checks of the
+  abstract domains, run with the mutant applied (``bench/mutants/pytest_apply.py``).
+
+The corpora for verifier mutants are ``corpora/verifier`` (on the ``verifier`` target, which
+compares verdicts and messages with the kernel's), without its four slow cases.
 
 Prints a table (and ``--markdown`` writes it for docs/fuzzing.md). Mutants run in parallel in
 ``--jobs`` processes.
@@ -31,17 +39,24 @@ _BASE_TARGETS = {
     "interpreter": "conformance.targets.interpreter:InterpreterTarget",
     "jit-x86_64": "conformance.targets.jit:X86_64Target",
     "jit-arm64": "conformance.targets.jit:Arm64Target",
+    "verifier": "conformance.targets.verifier:VerifierTarget",
 }
-_CASES = None
+_CASES: dict[str, object] = {}
+#: corpora/verifier cases that take 10-50 s each (docs/verifier.md, Speed)
+SLOW_VERIFIER_CASES = {"loop_unbounded_ctx", "loop_too_long", "branches_chain_15", "branches_chain_16"}
 
 
-def _cases():  # type: ignore[no-untyped-def]
-    global _CASES
-    if _CASES is None:
+def _cases(target_name: str = ""):  # type: ignore[no-untyped-def]
+    key = "verifier" if target_name == "verifier" else "all"
+    if key not in _CASES:
         from conformance.case import load_cases
 
-        _CASES = load_cases([str(ROOT / "corpora")])
-    return _CASES
+        if key == "verifier":
+            cases = load_cases([str(ROOT / "corpora" / "verifier")])
+            _CASES[key] = [c for c in cases if c.name not in SLOW_VERIFIER_CASES]
+        else:
+            _CASES[key] = load_cases([str(ROOT / "corpora")])
+    return _CASES[key]
 
 
 def _target(name: str):  # type: ignore[no-untyped-def]
@@ -56,7 +71,7 @@ def _verdicts(target_name: str) -> dict[str, str]:
 
     target = _target(target_name)
     out = {}
-    for case in _cases():
+    for case in _cases(target_name):
         reason = target.supports(case) if hasattr(target, "supports") else None
         if reason is not None:
             continue
@@ -86,17 +101,24 @@ def corpora_kill(mutant_name: str) -> tuple[str | None, int]:
 
 def campaign_kill(mutant_name: str, seconds: float) -> tuple[str | None, int, float]:
     """(seed and signature of the first divergence involving the mutant, execs, seconds)."""
+    from bench.mutants import get_mutant
     from fuzz.oracle import Oracle
     from fuzz.strategies import GenConfig, case_from_seed
+    from fuzz.wholeprog import whole_from_seed
 
     target = f"mutant:{mutant_name}"
     oracle = Oracle(["interpreter", target])
-    cfg = GenConfig(inputs=32)
+    aware = get_mutant(mutant_name).target == "verifier"
+    cfg = GenConfig(inputs=32, verifier_aware=aware)
     t0 = time.monotonic()
     execs, seed = 0, 0
     while time.monotonic() - t0 < seconds:
-        case = case_from_seed(seed, cfg)
-        for r in oracle.check(case.program, case.mems, case.budget):
+        if seed % 4 == 3:
+            results = oracle.check_whole(whole_from_seed(seed, GenConfig(inputs=8)))
+        else:
+            case = case_from_seed(seed, cfg)
+            results = oracle.check(case.program, case.mems, case.budget)
+        for r in results:
             execs += 1
             ref_exc = {d.detail for d in r.divergences if d.target == "interpreter"}
             for d in r.divergences:
@@ -104,6 +126,21 @@ def campaign_kill(mutant_name: str, seconds: float) -> tuple[str | None, int, fl
                     return f"seed {seed}: {d.key}", execs, time.monotonic() - t0
         seed += 1
     return None, execs, time.monotonic() - t0
+
+
+def tests_kill(mutant_name: str) -> str | None:
+    """The first failing test of tests/test_tnum.py with the mutant applied, or None."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, BPFCHECK_MUTANT=mutant_name, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    cmd += ["-p", "bench.mutants.pytest_apply", str(ROOT / "tests" / "test_tnum.py")]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if res.returncode == 0:
+        return None
+    failed = [line for line in res.stdout.splitlines() if line.startswith("FAILED")]
+    return failed[0].split()[1].split("::", 1)[-1][:60] if failed else f"exit {res.returncode}"
 
 
 def evaluate(args: tuple[str, float, bool]) -> dict[str, object]:
@@ -125,14 +162,19 @@ def evaluate(args: tuple[str, float, bool]) -> dict[str, object]:
     if with_corpora:
         row["corpora"], row["cases"] = corpora_kill(name)
     row["campaign"], row["execs"], row["seconds"] = campaign_kill(name, seconds)
+    if m.target == "verifier":
+        row["tests"] = tests_kill(name)
     return row
 
 
 def table(rows: list[dict[str, object]], minutes: float) -> str:
-    lines = ["| mutant | target | bug class | corpora | campaign (time to kill) |", "|---|---|---|---|---|"]
+    lines = [
+        "| mutant | target | bug class | corpora | campaign (time to kill) | test_tnum.py |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "stale" in r:
-            lines.append(f"| {r['name']} | {r['target']} | {r['bug_class']} | stale | stale |")
+            lines.append(f"| {r['name']} | {r['target']} | {r['bug_class']} | stale | stale | stale |")
             continue
         corp = "—" if "corpora" not in r else (f"killed ({r['corpora']})" if r["corpora"] else "**survives**")
         camp = (
@@ -140,15 +182,18 @@ def table(rows: list[dict[str, object]], minutes: float) -> str:
             if r["campaign"]
             else f"**survives** {r['seconds']:.0f} s ({r['execs']:,} execs)"
         )
-        lines.append(f"| {r['name']} | {r['target']} | {r['bug_class']} | {corp} | {camp} |")
+        tests = "—" if "tests" not in r else (f"killed ({r['tests']})" if r["tests"] else "**survives**")
+        lines.append(f"| {r['name']} | {r['target']} | {r['bug_class']} | {corp} | {camp} | {tests} |")
     live = [r for r in rows if "stale" not in r]
     by_corpora = sum(1 for r in live if r.get("corpora"))
     by_campaign = sum(1 for r in live if r.get("campaign"))
-    either = sum(1 for r in live if r.get("corpora") or r.get("campaign"))
+    by_tests = sum(1 for r in live if r.get("tests"))
+    either = sum(1 for r in live if r.get("corpora") or r.get("campaign") or r.get("tests"))
     lines.append("")
     lines.append(
         f"{len(rows)} mutants ({len(rows) - len(live)} stale): corpora kill {by_corpora}, a "
-        f"{minutes:g}-minute campaign kills {by_campaign}, together {either}."
+        f"{minutes:g}-minute campaign kills {by_campaign}, test_tnum.py kills {by_tests}, "
+        f"all together {either}."
     )
     return "\n".join(lines)
 

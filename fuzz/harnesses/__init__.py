@@ -12,6 +12,8 @@ btf            ``reference_vm.btf.parse``                    ``BtfError``
 elf            ``reference_vm.elf.load_elf`` (if present)    ``ElfError``
 interpreter    raw bytes and generated programs, run         nothing (every run ends in an Outcome)
 jit            generated programs on both JITs               nothing
+verifier       raw bytes; verifier-aware programs and whole  nothing; and no soundness or witness
+               cases through the oracle's verifier checks    finding
 =============  ============================================  ==========================================
 
 Run one: ``python -m fuzz.harnesses decoder --seconds 20``; all, each in its own process:
@@ -21,4 +23,4 @@ Run one: ``python -m fuzz.harnesses decoder --seconds 20``; all, each in its own
 
 from __future__ import annotations
 
-HARNESSES = ("decoder", "assembler", "data", "yaml", "btf", "elf", "interpreter", "jit")
+HARNESSES = ("decoder", "assembler", "data", "yaml", "btf", "elf", "interpreter", "jit", "verifier")

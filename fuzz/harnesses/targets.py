@@ -135,6 +135,41 @@ def setup_jit() -> tuple[Body, tuple[type[BaseException], ...]]:
     return one, ()
 
 
+def setup_verifier() -> tuple[Body, tuple[type[BaseException], ...]]:
+    """bpfcheck's verifier: raw bytes (whatever decodes, as a socket filter over the input) and
+    verifier-aware generated programs and whole cases through the oracle's verifier checks
+    (soundness, witness): a divergence or an exception escaping the verifier is a finding."""
+    from fuzz.oracle import Oracle
+    from fuzz.strategies import GenConfig, case_from_bytes
+    from fuzz.targets import VerifierFuzzTarget
+    from fuzz.wholeprog import whole_from_bytes
+    from reference_vm.insn import decode_program
+
+    cfg = GenConfig(inputs=2, budget=2000, verifier_aware=True)
+    oracle = Oracle(["interpreter", "verifier"], run_timeout=0)
+    verifier = VerifierFuzzTarget()
+
+    def one(data: bytes) -> None:
+        if data[:1] == b"\x00":  # raw bytes
+            body = data[1:]
+            try:
+                program = decode_program(body[: len(body) - len(body) % 8])
+            except Exception:  # noqa: BLE001 - the decoder has its own harness
+                return
+            verifier.prepare(program, 2000).run(data[-16:])
+            return
+        if data[:1] == b"\x01":
+            results = oracle.check_whole(whole_from_bytes(data[1:], cfg))
+        else:
+            case = case_from_bytes(data, cfg)
+            results = oracle.check(case.program, case.mems, case.budget)
+        for r in results:
+            if r.divergences:
+                raise AssertionError(f"verifier finding: {r.coarse}\n" + "\n".join(r.tracebacks.values()))
+
+    return one, ()
+
+
 def _check(out: Any) -> None:
     assert out.error_class in {"ok", "fault", "budget", "unsupported", "crash"}, out.error
     if out.error_class == "crash":
@@ -150,4 +185,5 @@ SETUPS: dict[str, Callable[[], Any]] = {
     "elf": setup_elf,
     "interpreter": setup_interpreter,
     "jit": setup_jit,
+    "verifier": setup_verifier,
 }

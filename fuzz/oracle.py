@@ -195,7 +195,8 @@ class Oracle:
     verifier accepts it (the gate is in the target); a kernel verdict that differs from ours in
     the same privilege mode is a ``verdict`` divergence, and an accepted program's run is
     compared with the reference on ok/error and r0 (ok/error only when it calls helpers, whose
-    values differ between the kernel and us by design).
+    values differ between the kernel and us by design, or bpf-to-bpf calls, whose callee stacks
+    hold kernel leftovers). The kernel gets the program behind a prefix that zeroes the stack.
     """
 
     def __init__(

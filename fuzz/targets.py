@@ -39,7 +39,7 @@ from reference_vm.env import Environment
 from reference_vm.errors import UsageError
 from reference_vm.helpers import DEFAULT_HELPERS, HelperTable
 from reference_vm.insn import Insn
-from reference_vm.isa import Kind
+from reference_vm.isa import Kind, Use
 from reference_vm.memory import MEM_BASE, STACK_TOP, standard_memory
 from reference_vm.outcome import Outcome
 
@@ -361,11 +361,45 @@ class VerifierFuzzTarget:
 # --- The live kernel (only with --allow-kernel, only what our verifier accepts) -----------------
 
 
+def _stack_depth(program: Program) -> int:
+    """Bytes of the main frame a program may touch, statically: the lowest r10-relative offset
+    of a memory access, or of ``rX = r10; rX += -N`` (helper buffers); at most 512."""
+    low, prev = 0, None
+    for i in program:
+        if i is None:
+            continue
+        shape = i.op.shape
+        if (shape.dst is Use.BASE and i.dst == 10) or (shape.src is Use.BASE and i.src == 10):
+            low = min(low, i.off)
+        if i.op.name == "add64_imm" and prev is not None and prev.op.name == "mov64_reg":
+            if prev.src == 10 and prev.dst == i.dst:
+                low = min(low, i.imm)
+        prev = i
+    return min(512, (-low + 7) // 8 * 8)
+
+
+def _zero_stack_prefix(depth: int) -> list[Any]:
+    """``*(u64 *)(r10 - 8k) = 0`` over the ``depth`` bytes the program uses: root may read
+    uninitialised stack, which holds whatever the kernel left there (kernel pointers, seen in
+    the first --allow-kernel run) where our engines have zeros; the prefix makes it defined
+    without making the frame deeper than the program's own (the combined-stack limit)."""
+    from reference_vm.isa import BY_NAME
+
+    stdw = BY_NAME["stdw"]
+    return [raw for k in range(1, depth // 8 + 1) for raw in Insn(stdw, dst=10, off=-8 * k, imm=0).raw()]
+
+
 class _KernelPrepared:
+    """What the kernel loads: a prefix that zeroes the main frame's stack, then the program
+    (relative jumps and calls are unaffected; the verifier gate checks exactly this code)."""
+
     def __init__(self, target: Any, program: Program, capbpf: bool, timeout: float) -> None:
         self.target, self.capbpf, self.timeout = target, capbpf, timeout
-        self.slots = tuple(raw_slots(program))
-        self.helpers = any(i is not None and i.op.kind in (Kind.CALL, Kind.CALLX) for i in program)
+        self.slots = tuple(_zero_stack_prefix(_stack_depth(program)) + raw_slots(program))
+        # helpers (values differ by design) and callee frames (their stacks are not zeroed):
+        # compared on ok/error only
+        calls = (Kind.CALL, Kind.CALLX, Kind.CALL_LOCAL)
+        self.helpers = any(i is not None and i.op.kind in calls for i in program)
         self.gates: dict[tuple[int | None, bool], Any] = {}
 
     def _verdict(self, case: Any, mem: bytes | None, privileged: bool) -> Any:

@@ -281,3 +281,20 @@ def test_a_jmp32_bounds_mutant_is_a_witness_violation() -> None:
     assert not ok.divergences
     (r,) = Oracle(["interpreter", "mutant:verifier-jmp32-bounds-to-64"]).check(program, [mem], 100)
     assert [d.key for d in r.divergences] == ["mutant:verifier-jmp32-bounds-to-64:witness"]
+
+
+def test_the_kernel_gets_the_used_stack_zeroed_first(fake_kernel: Any) -> None:
+    """Root may read uninitialised stack: the kernel's holds leftovers (a kernel pointer, in
+    the first --allow-kernel run), ours zeros. The loaded code zeroes what the program uses."""
+    from reference_vm.insn import decode_program as decode
+
+    program = prog("mov %r2, %r10\nadd %r2, -40\nldxdw %r0, [%r10-16]\nexit")
+    fake = fake_kernel(Outcome(r0=0))
+    (r,) = Oracle(["interpreter", "kernel"], allow_kernel=True).check(program, [MEM8], 100)
+    assert not r.divergences
+    (loaded,) = fake.loaded
+    insns = [i for i in decode(list(loaded)) if i is not None]
+    assert [(i.op.name, i.dst, i.off, i.imm) for i in insns[:5]] == [
+        ("stdw", 10, -8 * k, 0) for k in range(1, 6)
+    ]
+    assert insns[5:] == [i for i in program if i is not None]

@@ -169,7 +169,7 @@ class CaseItem(pytest.Item):
         reason = rn.skip_reason(self.case, self.target, self.options)
         if reason is not None:
             self._skip(reason)
-        outcome = rn.safe_run(self.target, self.case, self.options.timeout)
+        outcome = rn.safe_run(self.target, self.case, rn.case_timeout(self.case, self.options.timeout))
         self.outcome = outcome
         exact = getattr(self.target, "exact_errors", False)
         verdict, message = rn.compare(self.case, outcome, exact)

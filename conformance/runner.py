@@ -24,11 +24,13 @@ import multiprocessing
 import os
 import queue
 import re
+import tempfile
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -84,7 +86,8 @@ class Result:
 
     def line(self) -> str:
         """The progress line printed for a non-passing result."""
-        text = f"{self.verdict.value} {self.case.path} [{self.target}]"
+        where = self.case.path if self.case.whole is None else f"{self.case.path}::{self.case.name}"
+        text = f"{self.verdict.value} {where} [{self.target}]"
         return f"{text}: {self.message}" if self.message else text
 
 
@@ -257,6 +260,13 @@ def skipped(reason: str, strict: bool) -> tuple[Verdict, str]:
 # --- Executing --------------------------------------------------------------------------------
 
 
+def case_timeout(case: Case, timeout: float) -> float:
+    """The run's per-case timeout, or more where a whole-program case asks for it
+    (``options: {timeout: SECONDS}``: loading a program at the verifier's complexity limit)."""
+    wanted = case.whole.options.get("timeout") if case.whole is not None else None
+    return max(timeout, float(wanted)) if isinstance(wanted, (int, float)) else timeout
+
+
 def safe_run(target: Target, case: Case, timeout: float) -> Outcome:
     """``target.run``, with a bug in the target turned into a ``crash`` outcome."""
     try:
@@ -396,6 +406,29 @@ def run(cases: Sequence[Case], targets: Sequence[Target], options: RunOptions,
     program cases): cases outside it are not run on it and are counted in
     ``RunReport.not_applicable`` instead of as skips, and the CLI prints that count.
     """
+    with _verify_cache():
+        return _run(cases, targets, options, divergences, on_result)
+
+
+@contextmanager
+def _verify_cache() -> Iterator[None]:
+    """A folder the run's workers share verifier results through (:mod:`.verify_cache`)."""
+    from .verify_cache import ENV
+
+    if os.environ.get(ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bpfcheck-verify-") as folder:
+        os.environ[ENV] = folder
+        try:
+            yield
+        finally:
+            os.environ.pop(ENV, None)
+
+
+def _run(cases: Sequence[Case], targets: Sequence[Target], options: RunOptions,
+         divergences: dict[str, dict[str, Divergence]] | None,
+         on_result: Callable[[Result], None] | None) -> RunReport:
     divergences = divergences or {}
     slots: list[Result | None] = [None] * (len(cases) * len(targets))
     not_applicable: dict[str, int] = {}
@@ -409,10 +442,11 @@ def run(cases: Sequence[Case], targets: Sequence[Target], options: RunOptions,
                 on_result(result)
 
     def execute(index: int, case: Case, target: Target, div: Divergence | None) -> None:
+        timeout = case_timeout(case, options.timeout)
         if getattr(target, "in_process", False):
-            outcome = pool.run(target, case, options.timeout)
+            outcome = pool.run(target, case, timeout)
         else:
-            outcome = safe_run(target, case, options.timeout)
+            outcome = safe_run(target, case, timeout)
         verdict, message = judge(case, outcome, exact_errors=getattr(target, "exact_errors", False),
                                  divergence=div, strict=options.strict)
         finish(index, Result(case, target.name, verdict, message, outcome, div))

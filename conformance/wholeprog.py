@@ -6,10 +6,17 @@ turns the case's text into decoded programs with map and helper names as symbols
 filled as the case says, and :func:`finish` adds what a consumer sees of each ring buffer.
 :func:`check_state` compares the parts of an outcome a YAML expectation names (maps, ring
 buffer records, trace lines, memory).
+
+A whole-program case models ``BPF_PROG_LOAD``: before any engine runs it, :func:`load_check`
+puts every program through bpfcheck's verifier (:mod:`reference_vm.verifier`, Linux 6.18's
+rules), so a program the kernel refuses is refused here too (``rejected:verifier`` with the
+kernel's message) instead of being executed. ``.data`` cases are ISA cases (RFC 9669 defines
+no verifier) and run as they are.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from reference_vm.env import Environment
@@ -34,6 +41,90 @@ def assembled(case: YamlCase) -> dict[str, list[Insn | None]]:
     if case.image is not None:  # an `elf:` case: the object's linked programs (docs/elf.md)
         return {p.name: list(p.insns) for p in case.image.programs}
     return assemble_case(case, helper_symbols())
+
+
+def map_specs(case: YamlCase) -> list[Any]:
+    """The :class:`~reference_vm.maps.MapSpec` of every map of the case, in declaration order."""
+    from reference_vm.maps import MapError, MapSpec, MapType
+
+    by_name: dict[str, MapSpec] = {}
+    for m in case.maps:
+        try:
+            by_name[m.name] = MapSpec(m.name, MapType.parse(m.type), m.key_size, m.value_size,
+                                      m.max_entries, m.flags, by_name[m.inner] if m.inner else None)
+        except (MapError, KeyError) as e:
+            message = e.message if isinstance(e, MapError) else f"unknown inner map {m.inner!r}"
+            raise CaseFormatError(f"map {m.name!r}: {message}", file=case.path, line=m.line) from None
+    return list(by_name.values())
+
+
+def verify(case: YamlCase, privileged: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Verify every program of the case as the kernel target loads it, in order; the first
+    program that is not accepted decides.
+
+    What the kernel target (:mod:`conformance.kernel.wholeprog`) adds to a program and that
+    changes what the program means is added here too: a ``raw`` program's prologue (r1 = the
+    ``mem`` map value, r2 = its length; instruction numbers in messages are mapped back) and BTF
+    func_info where the kernel refuses the program without it (callbacks; tail calls in a
+    program with subprograms). The epilogue that only captures r0 is not: it would change
+    messages (an r0 pointer "leaks into map" instead of "as return value"). Returns the deciding
+    :class:`~reference_vm.verifier.VerifierResult` (None for a case without programs) and, per
+    program, the processed-instruction count and the log's last lines (``"program"`` names the
+    one that decided)."""
+    from reference_vm.maps import MapSpec, MapType
+    from reference_vm.program import FIRST_MAP_FD
+    from reference_vm.verifier import verify as verify_program
+
+    from .kernel.wholeprog import needs_func_info, prologue
+    from .kernel.wiring import translate_message
+    from .verify_cache import cached
+
+    programs = assembled(case)
+    maps = map_specs(case)
+    mem_fd = None
+    if case.mem is not None:
+        mem_fd = FIRST_MAP_FD + len(maps)
+        maps.append(MapSpec("mem", MapType.ARRAY, 4, max(len(case.mem), 1), 1, 1 << 10))  # mmapable
+    info: dict[str, Any] = {}
+    result = None
+    for spec in case.programs:
+        program = programs[spec.name]
+        head = prologue(spec.prog_type, mem_fd, len(case.mem or b""))
+        offset = sum(insn.op.slots for insn in head)
+        slots = [slot for insn in [*head, *program] if insn is not None for slot in insn.raw()]
+        prog_type = "socket_filter" if spec.prog_type == "raw" else spec.prog_type
+        func_info = needs_func_info(program)
+        result = cached(
+            ("verify", bytes(b for slot in slots for b in slot.to_bytes()), prog_type,
+             tuple((m.type, m.key_size, m.value_size, m.max_entries, m.flags, repr(m.inner_map))
+                   for m in maps), privileged, func_info),
+            functools.partial(verify_program, slots, prog_type=prog_type, maps=maps,
+                              privileged=privileged, func_info=func_info))
+        if result.verdict == "reject" and offset:
+            result.message = translate_message(result.message, offset)
+        info[spec.name] = {"insn_processed": result.insn_processed,
+                           "log_tail": result.log.splitlines()[-3:]}
+        if not result.accepted:
+            info["program"] = spec.name
+            break
+    return result, info
+
+
+def load_check(case: YamlCase) -> Outcome | None:
+    """``rejected:verifier`` when bpfcheck's verifier refuses one of the case's programs (root
+    mode), else None: the engine runs the case. A program the verifier cannot judge (it uses
+    something the verifier does not model: ``unsupported``) runs unverified, as do tracing
+    attachments (fentry/fexit/fmod_ret), which the verifier does not model either."""
+    from reference_vm import trampoline
+    from reference_vm.outcome import rejected
+
+    if trampoline.is_trampoline_case(case):
+        return None
+    result, info = verify(case)
+    if result is None or result.verdict != "reject":
+        return None
+    return Outcome(error=rejected("verifier"), message=f"{result.message} (errno {result.errno})",
+                   extra={"verifier": info})
 
 
 def _key_bytes(key: int | str, size: int, case: YamlCase, map_name: str) -> bytes:
@@ -162,6 +253,9 @@ def run_on_interpreter(case: YamlCase, budget: int) -> Outcome:
     from reference_vm import trampoline
     from reference_vm.interpreter import run_programs
 
+    refused = load_check(case)
+    if refused is not None:
+        return refused
     programs = assembled(case)
     env = make_env(case)
     if trampoline.is_trampoline_case(case):

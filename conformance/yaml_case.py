@@ -213,7 +213,7 @@ def _parse_case(r: _Reader, node: Node) -> YamlCase:
         description=r.string(f["description"]) if "description" in f else "",
         topic=r.string(f["topic"]) if "topic" in f else "",
         options=({k: v.value for k, v in r.mapping(f["options"], {"empty_slot_consumes_budget", "ncpus",
-                                                                    "budget"}).items()}
+                                                                    "budget", "timeout"}).items()}
                  if "options" in f else {}),
         elf=r.string(f["elf"]) if "elf" in f else None, image=image,
     )

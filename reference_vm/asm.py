@@ -557,7 +557,8 @@ def _s64(value: int) -> int:
 def _target_text(insn: Insn, pc: int | None, labels: Mapping[int, str] | None) -> str:
     fname = _target_field(insn.op)
     assert fname is not None
-    delta = getattr(insn, fname)
+    bits = 32 if fname == "imm" else 16  # the field's width: an offset is its signed value
+    delta = (getattr(insn, fname) + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
     if pc is not None and labels:
         name = labels.get(pc + 1 + delta)
         if name is not None:

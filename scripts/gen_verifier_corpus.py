@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reference_vm.insn import RawInsn  # noqa: E402
+from reference_vm.insn import RawInsn, raw_program  # noqa: E402
 
 OUT = REPO / "corpora" / "verifier"
 MAP_TYPES = {
@@ -344,14 +344,14 @@ def fam_loops() -> Iterator[Case]:
         "loop_unbounded_ctx",
         "loops",
         "r0 = 0\nr1 = *(u32 *)(r1 + 0)\nl: r0 += 1\nif r0 != r1 goto l\nexit",
-        options={"timeout": 120},
+        options={"timeout": 300},
         description="a loop bounded by an unknown value: too many states",
     )
     yield Case(
         "loop_too_long",
         "loops",
         "r0 = 0\nl: r0 += 1\nif r0 < 1000000 goto l\nexit",
-        options={"timeout": 120},
+        options={"timeout": 300},
         description="a loop of a million iterations exceeds the complexity limit",
     )
     yield Case(
@@ -2164,6 +2164,10 @@ def program_slots(c: Case) -> list[RawInsn]:
 def _load_all(cases: list[tuple[str, bytes, int, list[MapDef]]]) -> dict[str, tuple[str, str]]:
     """Load every program (this process's privileges); name -> (errno name or "", message)."""
     from conformance.kernel import syscall as sc
+    from conformance.kernel.btf_load import btf_load_raw
+    from conformance.kernel.wholeprog import func_btf, func_info, needs_func_info
+    from reference_vm.errors import EncodingError
+    from reference_vm.insn import decode_program
 
     out = {}
     for name, code, ptype, maps in cases:
@@ -2171,7 +2175,20 @@ def _load_all(cases: list[tuple[str, bytes, int, list[MapDef]]]) -> dict[str, tu
         try:
             for m in maps:
                 fds.append(sc.map_create(MAP_TYPES[m.type], m.key_size, m.value_size, m.max_entries))
-            fd = sc.prog_load(code, ptype, fd_array=fds)
+            # BTF func_info where the kernel target adds it (conformance/kernel/wholeprog.py)
+            try:
+                program = decode_program(list(raw_program(code)))
+            except EncodingError:
+                program = []
+            btf_fd, finfo = 0, None
+            if program and needs_func_info(program):
+                finfo = func_info(program, 0)
+                btf_fd, _ = btf_load_raw(func_btf(len(finfo) // 8), log_size=0)
+            try:
+                fd = sc.prog_load(code, ptype, fd_array=fds, prog_btf_fd=max(btf_fd, 0), func_info=finfo)
+            finally:
+                if btf_fd > 0:
+                    os.close(btf_fd)
             os.close(fd)
             out[name] = ("", "")
         except sc.BpfError as e:

@@ -60,8 +60,11 @@ class JitTarget:
         on the interpreter, with the JIT as the engine."""
         from reference_vm import jit, trampoline
 
-        from ..wholeprog import assembled, entry_context, finish, make_env
+        from ..wholeprog import assembled, entry_context, finish, load_check, make_env
 
+        refused = load_check(case)
+        if refused is not None:
+            return refused
         deadline = time.monotonic() + timeout if timeout is not None else None
         programs = assembled(case)
         env = make_env(case)

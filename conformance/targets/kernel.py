@@ -67,14 +67,22 @@ class KernelTarget:
     def applies_to(self, case: Case) -> bool:
         """Trampoline cases are outside this target's scope on a kernel that refuses fentry/fexit/
         fmod_ret loads (probed: EPERM before the verifier on this machine's kernel); the runner
-        counts them as not run for this target instead of as skips. Everywhere else the target's
-        scope is every case (what it cannot load is a skip with the reason)."""
-        if case.whole is None or self.unavailable_reason() is not None:
+        counts them as not run for this target instead of as skips. So are ``.data`` programs it
+        does not load (:func:`conformance.kernel.harness.refusal`): programs that do not decode
+        (this target wires a program first and loads nothing malformed) or that name maps by fd
+        number — corpora/verifier/structure_raw, whose kernel answers the corpus generator
+        recorded and on which the ``verifier`` target is judged; likewise whole-program cases it
+        does not load (:func:`conformance.kernel.wholeprog.refusal`: helper ids outside the
+        table, maps named by a bad fd). ``supports`` still gives the reason when asked."""
+        if self.unavailable_reason() is not None:
             return True
-        if self.capabilities().trampolines is None:  # None: trampolines load here
-            return True
-        return not any((p.attach or "").split(":", 1)[0] in ("fentry", "fexit", "fmod_ret")
-                       for p in case.whole.programs)
+        if case.whole is None:
+            from ..kernel.harness import refusal
+
+            return refusal(case) is None
+        from ..kernel.wholeprog import refusal as whole_refusal
+
+        return whole_refusal(case.whole, self.capabilities().trampolines) is None
 
     def supports(self, case: Case) -> str | None:
         """A skip reason: the kernel is unusable here, or the program is not one we load."""

@@ -38,8 +38,11 @@ class KernelJitTarget:
 
     def applies_to(self, case: Case) -> bool:
         """The scope of this target: single-program (.data) cases; whole-program cases with maps
-        and several programs run on the ``kernel`` target."""
-        return case.whole is None
+        and several programs run on the ``kernel`` target; those the kernel target loads (see
+        :meth:`KernelTarget.applies_to`)."""
+        from ..kernel.harness import refusal
+
+        return case.whole is None and refusal(case) is None
 
     def supports(self, case: Case) -> str | None:
         reason = self.unavailable_reason()

@@ -19,8 +19,8 @@ verifier's abstract state (:mod:`reference_vm.verifier.witness`).
 With ``compare_messages`` (the default), a case that records the kernel's verdict and message
 (``expect.verifier``, docs/case-format.md) and gets the same verdict but another message is an
 ``error:verifier_message`` outcome (an ERROR verdict naming both messages), so that message
-disagreements are visible in a run; known ones are listed in
-``corpora/verifier/divergences.yaml`` (``bpfcheck run --target verifier --divergences ...``).
+disagreements are visible in a run; the known ones (Linux rejects RFC 9669 programs of the
+bpf_conformance corpus) are declared with the kernel's in ``conformance/divergences/kernel.yaml``.
 
 Comparison mode: ``python -m conformance.targets.verifier compare [--unpriv] PATH...`` prints
 verdict and message agreement with the kernel for every case that has a kernel expectation:
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reference_vm.outcome import Outcome, rejected
+from reference_vm.outcome import UNSUPPORTED, Outcome, rejected
 
 from ..case import Case
 
@@ -57,6 +57,8 @@ class Verdict:
     message: str = ""
 
     def text(self) -> str:
+        if self.verdict == "unsupported":
+            return f"unsupported: {self.message}"
         return "accept" if self.verdict == "accept" else f"{self.message} (errno {self.errno})"
 
     @classmethod
@@ -80,7 +82,7 @@ def verify_whole(case: Any, privileged: bool = True) -> tuple[Verdict, dict[str,
     result, info = verify(case, privileged)
     if result is None or result.accepted:
         return Verdict("accept"), info
-    return Verdict("reject", result.errno, result.message), info
+    return Verdict(result.verdict, result.errno, result.message), info
 
 
 def verify_data(case: Case, privileged: bool = True) -> tuple[Verdict, dict[str, Any]]:
@@ -119,7 +121,7 @@ def verify_data(case: Case, privileged: bool = True) -> tuple[Verdict, dict[str,
     if res.accepted:
         return Verdict("accept"), info
     return Verdict(
-        "reject", res.errno, translate_message(res.message, offset) if offset else res.message
+        res.verdict, res.errno, translate_message(res.message, offset) if offset else res.message
     ), info
 
 
@@ -216,13 +218,14 @@ class VerifierTarget:
         if not privileged:
             self.name = "verifier-capbpf"
 
-    def supports(self, case: Case) -> str | None:
+    def applies_to(self, case: Case) -> bool:
+        """Tracing attachments (fentry/fexit/fmod_ret) are outside this target's scope: the
+        verifier does not model them (docs/verifier.md). The runner counts and prints them."""
         if case.whole is not None:
             from reference_vm import trampoline
 
-            if trampoline.is_trampoline_case(case.whole):
-                return "the verifier does not model tracing attachments (fentry/fexit/fmod_ret)"
-        return None
+            return not trampoline.is_trampoline_case(case.whole)
+        return True
 
     def run(self, case: Case, timeout: float) -> Outcome:
         verdict, info = verify_case(case, self.privileged)
@@ -236,6 +239,8 @@ class VerifierTarget:
             ):
                 extra["kernel"] = want.text()
                 return Outcome(error=MISMATCH, message=verdict.text(), extra=extra)
+        if verdict.verdict == "unsupported":
+            return Outcome(error=UNSUPPORTED, message=verdict.message, extra=extra)
         if verdict.verdict == "reject":
             return Outcome(error=rejected("verifier"), message=verdict.text(), extra=extra)
         outcome = self._run_accepted(case)

@@ -66,17 +66,19 @@ from .structure import (
     EPERM,
     Reject,
     Structure,
+    Unsupported,
     analyse,
     reserved_problem,
 )
 
 COMPLEXITY_LIMIT_INSNS = 1_000_000
+BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1 << 7, 1 << 8  # include/uapi/linux/bpf.h map_flags
 COMPLEXITY_LIMIT_JMP_SEQ = 8192
 BPF_MAX_VAR_OFF = 1 << 29
 BPF_MAX_VAR_SIZ = 1 << 29
 MAX_PACKET_OFF = 0xFFFF
 U64 = (1 << 64) - 1
-S64_MIN = -(1 << 63)
+S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
 ALU_STR = {
     AluOp.BPF_ADD: "+=",
     AluOp.BPF_SUB: "-=",
@@ -115,7 +117,7 @@ class _Exit(Exception):
 class VerifierResult:
     """The verdict. ``message`` is the kernel-style error (the log's last-but-one line)."""
 
-    verdict: str  # "accept" | "reject"
+    verdict: str  # "accept" | "reject" | "unsupported"
     errno: str | None = None
     message: str = ""
     log: str = ""
@@ -191,6 +193,35 @@ class Joined:
                 self.stack_off = (min(self.stack_off[0], lo), max(self.stack_off[1], hi))
 
 
+def _map_info(index: int, m: Any) -> MapInfo:
+    """What the verifier keeps of a map spec (inner template included, index -1)."""
+    inner = getattr(m, "inner_map", None)
+    return MapInfo(
+        index,
+        getattr(m, "name", ""),
+        int(m.type),
+        getattr(m, "type_name", str(m.type)),
+        m.key_size,
+        m.value_size,
+        m.max_entries,
+        getattr(m, "flags", 0),
+        _map_info(-1, inner) if inner is not None else None,
+    )
+
+
+class _StateLine:
+    """A log line with a state, formatted only if it is still in the (rolling) log at the end:
+    formatting costs ten times a copy, and most lines roll out of the log."""
+
+    __slots__ = ("prefix", "state")
+
+    def __init__(self, prefix: str, state: State) -> None:
+        self.prefix, self.state = prefix, state
+
+    def __str__(self) -> str:
+        return self.prefix + self.state.format()
+
+
 class Verifier:
     def __init__(
         self,
@@ -200,6 +231,7 @@ class Verifier:
         maps: Sequence[Any] = (),
         privileged: bool = True,
         has_fd_array: bool = True,
+        func_info: bool = False,
         helpers: HelperTable = DEFAULT_HELPERS,
         entry: dict[int, Reg] | None = None,
         collect: bool = False,
@@ -207,25 +239,14 @@ class Verifier:
     ) -> None:
         self.slots = list(slots)
         self.prog_type = prog_type
-        self.maps = [
-            MapInfo(
-                i,
-                getattr(m, "name", ""),
-                int(m.type),
-                getattr(m, "type_name", str(m.type)),
-                m.key_size,
-                m.value_size,
-                m.max_entries,
-                getattr(m, "flags", 0),
-            )
-            for i, m in enumerate(maps)
-        ]
+        self.maps = [_map_info(i, m) for i, m in enumerate(maps)]
         self.priv = privileged
         self.has_fd_array = has_fd_array
+        self.func_info = func_info
         self.helpers = helpers
         self.entry = entry
         self.collect = collect
-        self.log: deque[str] = deque(maxlen=log_lines)
+        self.log: deque[str | _StateLine] = deque(maxlen=log_lines)
         self.insn_processed = 0
         self.jmps_processed = 0
         self.prev_jmps = 0
@@ -258,10 +279,13 @@ class Verifier:
                 raise Reject(EPERM, "")
             if len(self.slots) > COMPLEXITY_LIMIT_INSNS:
                 raise Reject(E2BIG, "")
-            self.st = analyse(self.slots, self.maps, self.has_fd_array)
+            self.st = analyse(self.slots, self.maps, self.has_fd_array, self.func_info)
             self.stack_depth = [0] * len(self.st.subprogs)
             self._do_check()
             self._check_max_stack_depth()
+        except Unsupported as e:
+            self.log.append(e.message)
+            return self._result("unsupported", None, e.message)
         except Reject as e:
             self.log.extend(e.before)
             if e.message:
@@ -276,7 +300,7 @@ class Verifier:
             f"{max((len(v) for v in self.checkpoints.values()), default=0)} total_states {self.total_states} "
             f"peak_states {self.peak_states} mark_read 0"
         )
-        lines = list(self.log) + ([tail] if errno not in (EPERM, E2BIG) or self.insn_processed else [])
+        lines = [str(line) for line in self.log] + ([tail] if errno not in (EPERM, E2BIG) or self.insn_processed else [])
         states = {pc: js for pc, js in self.joined.items()} if self.collect else {}
         live = self.st.live_before if hasattr(self, "st") else []
         return VerifierResult(
@@ -351,7 +375,7 @@ class Verifier:
                 if not self.stack:
                     return
                 self.state, self.pc, prev = self.stack.pop()
-                self.log.append(f"from {prev} to {self.pc}: " + self.state.format())
+                self.log.append(_StateLine(f"from {prev} to {self.pc}: ", self.state.copy()))
                 if self.trace is not None:
                     self.trace.append(("from", prev, self.pc))
 
@@ -407,11 +431,18 @@ class Verifier:
         live = None
         precise = None if self.collect else self._precise(cur)
         keep = []
+        callback_site = pc in self.st.callback_sites
         for cp in lst:
             old = cp.state
             if live is None:
                 live = self._live(cur)
-            if old.branches:
+            if callback_site:
+                # is_state_visited: a callback-calling insn is a loop head without the
+                # infinite-loop check; the same state again means the iterations converged
+                if states_equal(old, cur, live, False, self.priv, precise, self.st.stack_precise):
+                    cp.hits += 1
+                    return True
+            elif old.branches:
                 row = self.st.rows[pc]
                 if row is not None and row.kind is Kind.MAY_GOTO:
                     if old.may_goto != cur.may_goto and states_equal(old, cur, live, False, self.priv):
@@ -429,7 +460,7 @@ class Verifier:
                     and self.insn_processed - self.prev_insns < 100
                 ):
                     add_new = False
-            elif states_equal(old, cur, live, False, self.priv, precise):
+            elif states_equal(old, cur, live, False, self.priv, precise, self.st.stack_precise):
                 cp.hits += 1
                 return True
             # miss
@@ -1061,6 +1092,35 @@ class Verifier:
         self.log.append(f"caller:\n {state.format(len(state.frames) - 2)}\ncallee:\n {state.format()}")
         return target
 
+    def _check_loop_call(self, pc: int) -> None:
+        """``bpf_loop(nr_loops, callback_fn, callback_ctx, flags)``: the callback is verified as
+        a loop body (``push_callback_call`` + ``set_loop_callback_state``): a state entering it
+        (r1 = the unknown index, r2 = callback_ctx) is pushed, and its exit returns to this call,
+        which is a forced checkpoint, until the states converge; this path goes on with r0
+        unknown, as if the helper returned."""
+        state = self.state
+        regs = state.regs
+        self._check_reg_arg(1, True)
+        fn = self._check_reg_arg(2, True)
+        if fn.type != T.FUNC:
+            raise Reject(EACCES, f"R2 type={fn.type_str()} expected=func")
+        ctx = self._check_reg_arg(3, True)
+        if not (ctx.type == T.STACK or (ctx.type == T.SCALAR and ctx.s.is_const() and ctx.s.value == 0)):
+            raise Reject(EACCES, f"R3 type={ctx.type_str()} expected=fp, scalar")
+        self._check_reg_arg(4, True)
+        if len(state.frames) >= MAX_CALL_FRAMES:
+            raise Reject(E2BIG, f"the call stack of {len(state.frames) + 1} frames is too deep")
+        cb = state.copy()
+        callee = Frame(len(cb.frames), pc, fn.subprog, in_callback=True)
+        callee.regs[10].mark_ptr(T.STACK, frameno=callee.frameno)
+        callee.regs[1].mark_unknown()
+        callee.regs[2] = cb.cur.regs[3].copy()
+        cb.frames.append(callee)
+        self._push(cb, self.st.subprogs[fn.subprog], pc)
+        for i in CALLER_SAVED:
+            regs[i].mark_not_init()
+        regs[0].mark_unknown()
+
     def _check_exit(self, pc: int) -> int:
         state = self.state
         if len(state.frames) == 1 and state.refs:
@@ -1073,6 +1133,22 @@ class Verifier:
             r0 = callee.regs[0]
             if r0.type == T.STACK:
                 raise Reject(EINVAL, "cannot return stack pointer to the caller")
+            if callee.in_callback:  # prepare_func_exit: back to the callsite, r0 in [0, 1]
+                if r0.type != T.SCALAR:
+                    raise Reject(EACCES, "R0 not a scalar value")
+                s = r0.s
+                if not (0 <= s.smin and s.smax <= 1):
+                    bounds = (f" smin={s.smin}" if s.smin > S64_MIN else "") + (
+                        f" smax={s.smax}" if s.smax < S64_MAX else ""
+                    )
+                    raise Reject(
+                        EINVAL,
+                        f"At callback return the register R0 has{bounds or ' unknown scalar value'} "
+                        "should have been in [0, 1]",
+                    )
+                state.frames.pop()
+                self.log.append(f"returning from callee:\n {state.format()}")
+                return callee.callsite
             state.frames.pop()
             caller = state.cur
             caller.regs[0] = r0.copy()
@@ -1120,13 +1196,16 @@ class Verifier:
             raise Reject(EINVAL, f"invalid func {name}#{fid}")
         if fid == 0 or not helper_available(self.prog_type, fid, self.priv):
             raise Reject(EINVAL, f"program of this type cannot use helper {name}#{fid}")
+        if fid == BPF_FUNC_loop:
+            self._check_loop_call(pc)
+            return
         if fid == BPF_FUNC_tail_call:
             args: tuple[str, ...] = ("ARG_PTR_TO_CTX", "ARG_CONST_MAP_PTR", "ARG_ANYTHING")
             ret = "RET_VOID"
         else:
             h = self.helpers.get(fid)
             if h is None:
-                raise Reject(EINVAL, f"helper {name}#{fid} is not modelled by bpfcheck")
+                raise Unsupported(f"helper {name}#{fid} is not modelled by bpfcheck")
             args, ret = h.args, h.ret
         meta = _Meta()
         regs = self.state.regs
@@ -1151,6 +1230,9 @@ class Verifier:
             r0.mark_unknown()
         elif ret == "RET_VOID":
             r0.mark_not_init()
+        elif ret.startswith("RET_PTR_TO_MAP_VALUE") and meta.map is not None and meta.map.inner is not None:
+            # check_helper_call: a map-in-map lookup gives CONST_PTR_TO_MAP (inner_map_meta) or NULL
+            r0.mark_ptr(T.MAP_PTR, map=meta.map.inner, maybe_null=True)
         elif ret.startswith("RET_PTR_TO_MAP_VALUE"):
             r0.mark_ptr(T.MAP_VALUE, map=meta.map)
             if ret.endswith("OR_NULL"):
@@ -1230,7 +1312,7 @@ class Verifier:
         elif base == "ARG_PTR_TO_RINGBUF_MEM":
             ok, expected = reg.type == T.MEM and reg.ringbuf and not reg.maybe_null, "ringbuf_mem"
         else:
-            raise Reject(EINVAL, f"helper argument type {arg} is not modelled by bpfcheck")
+            raise Unsupported(f"helper argument type {arg} is not modelled by bpfcheck")
         if not ok:
             raise Reject(EACCES, f"R{regno} type={reg.type_str()} expected={expected}")
         # check_func_arg_reg_off
@@ -1406,14 +1488,19 @@ class Verifier:
         self._check_reg_arg(raw.src, True)
         self._check_reg_arg(raw.dst, False, mark=False)
         src_type = self.state.regs[raw.src].type
-        self._check_mem_access(pc, raw.src, raw.off, row.size, False, raw.dst, ldsx=row.kind is Kind.LOADSX)
+        # check_atomic_load: load-acquire is checked with strict alignment (strict_alignment_once)
+        self._check_mem_access(
+            pc, raw.src, raw.off, row.size, False, raw.dst,
+            strict=row.kind is Kind.LOAD_ACQ, ldsx=row.kind is Kind.LOADSX,
+        )
         self._save_aux_ptr_type(pc, src_type)
 
     def _check_store_reg(self, pc: int, raw: RawInsn, row: OpDef) -> None:
         self._check_reg_arg(raw.src, True)
         self._check_reg_arg(raw.dst, True)
         dst_type = self.state.regs[raw.dst].type
-        self._check_mem_access(pc, raw.dst, raw.off, row.size, True, raw.src)
+        # check_atomic_store: store-release too
+        self._check_mem_access(pc, raw.dst, raw.off, row.size, True, raw.src, strict=row.kind is Kind.STORE_REL)
         self._save_aux_ptr_type(pc, dst_type)
 
     def _check_store_imm(self, pc: int, raw: RawInsn, row: OpDef) -> None:
@@ -1522,6 +1609,7 @@ class Verifier:
                 raise Reject(EACCES, f"R{regno} invalid mem access '{reg.type_str()}'")
             if write and value is not None and self._is_pointer_value(value):
                 raise Reject(EACCES, f"R{value_regno} leaks addr into map")
+            self._check_map_access_type(reg, off, size, write)
             self._check_map_region(regno, reg, off, size, False)
             if not write and value is not None:
                 value.mark_unknown()
@@ -1616,6 +1704,17 @@ class Verifier:
             )
 
     # map values, memory regions, packets
+
+    @staticmethod
+    def _check_map_access_type(reg: Reg, off: int, size: int, write: bool) -> None:
+        """``check_map_access_type``: BPF_F_RDONLY_PROG / BPF_F_WRONLY_PROG maps."""
+        m = reg.map
+        if m is None:
+            return
+        if write and m.flags & BPF_F_RDONLY_PROG:
+            raise Reject(EACCES, f"write into map forbidden, value_size={m.value_size} off={off} size={size}")
+        if not write and m.flags & BPF_F_WRONLY_PROG:
+            raise Reject(EACCES, f"read from map forbidden, value_size={m.value_size} off={off} size={size}")
 
     def _check_map_region(
         self, regno: int, reg: Reg, off: int, size: int, zero_ok: bool, quiet: bool = False
@@ -1935,6 +2034,7 @@ def verify(
     maps: Sequence[Any] = (),
     privileged: bool = True,
     has_fd_array: bool = True,
+    func_info: bool = False,
     entry: dict[int, Reg] | None = None,
     collect: bool = False,
 ) -> VerifierResult:
@@ -1942,7 +2042,10 @@ def verify(
 
     ``maps`` are :class:`reference_vm.maps.MapSpec` (or anything with ``type``, ``key_size``,
     ``value_size``, ``max_entries``): ``lddw`` map_idx N is ``maps[N]``, map_fd F is
-    ``maps[F - 3]``. ``privileged``: root (True) or the CAP_BPF-only mode. ``entry`` replaces
+    ``maps[F - 3]``. ``privileged``: root (True) or the CAP_BPF-only mode. ``func_info``: the
+    load carries BTF func_info (the kernel target adds it where the kernel requires it). The
+    verdict is ``accept``, ``reject``, or ``unsupported`` (the program uses something this
+    verifier does not model; ``message`` says what). ``entry`` replaces
     the entry registers (tests). ``collect`` records the joined abstract state of every pc for
     the witness mode (:mod:`.witness`).
     """
@@ -1953,6 +2056,7 @@ def verify(
         maps=maps,
         privileged=privileged,
         has_fd_array=has_fd_array,
+        func_info=func_info,
         entry=entry,
         collect=collect,
     )

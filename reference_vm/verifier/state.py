@@ -64,7 +64,9 @@ SLOT_CHARS = "?rm0"
 class MapInfo:
     """What the verifier knows of a map (``struct bpf_map``): type id, sizes, name."""
 
-    __slots__ = ("index", "name", "type", "type_name", "key_size", "value_size", "max_entries", "flags")
+    __slots__ = (
+        "index", "name", "type", "type_name", "key_size", "value_size", "max_entries", "flags", "inner"
+    )
 
     def __init__(
         self,
@@ -76,8 +78,11 @@ class MapInfo:
         value_size: int,
         max_entries: int,
         flags: int = 0,
+        inner: MapInfo | None = None,
     ) -> None:
         self.index, self.name, self.type, self.type_name = index, name, type_, type_name
+        #: a map-in-map's template (``map->inner_map_meta``): what a lookup returns a pointer to
+        self.inner = inner
         self.key_size, self.value_size, self.max_entries, self.flags = (
             key_size,
             value_size,
@@ -274,25 +279,30 @@ class Slot:
 class Frame:
     """One call frame (``bpf_func_state``)."""
 
-    __slots__ = ("regs", "stack", "allocated", "callsite", "frameno", "subprog")
+    __slots__ = ("regs", "stack", "allocated", "callsite", "frameno", "subprog", "in_callback")
 
-    def __init__(self, frameno: int = 0, callsite: int = -1, subprog: int = 0) -> None:
+    def __init__(
+        self, frameno: int = 0, callsite: int = -1, subprog: int = 0, in_callback: bool = False
+    ) -> None:
         self.regs = [Reg() for _ in range(11)]
         self.stack: dict[int, Slot] = {}
         self.allocated = 0  # bytes, a multiple of 8
         self.callsite = callsite
         self.frameno = frameno
         self.subprog = subprog
+        #: ``in_callback_fn``: a bpf_loop callback, which returns to its callsite
+        self.in_callback = in_callback
 
     def copy(self) -> Frame:
         f = Frame.__new__(Frame)
         f.regs = [r.copy() for r in self.regs]
         f.stack = {k: v.copy() for k, v in self.stack.items()}
-        f.allocated, f.callsite, f.frameno, f.subprog = (
+        f.allocated, f.callsite, f.frameno, f.subprog, f.in_callback = (
             self.allocated,
             self.callsite,
             self.frameno,
             self.subprog,
+            self.in_callback,
         )
         return f
 
@@ -463,8 +473,11 @@ def regsafe(old: Reg, cur: Reg, ids: IdMap, exact: bool, precise: bool = True) -
     return regs_exact(old, cur, ids)
 
 
-def stacksafe(old: Frame, cur: Frame, ids: IdMap, exact: bool, uninit_ok: bool = True) -> bool:
-    """``stacksafe``: every byte ``old`` knows something about, ``cur`` knows at least as much."""
+def stacksafe(
+    old: Frame, cur: Frame, ids: IdMap, exact: bool, uninit_ok: bool = True, precise: bool = True
+) -> bool:
+    """``stacksafe``: every byte ``old`` knows something about, ``cur`` knows at least as much.
+    ``precise=False``: no spilled scalar's value can matter (any scalar matches)."""
     spis = set(old.stack) | (set(cur.stack) if exact else set())
     for spi in spis:
         o = old.stack.get(spi)
@@ -499,7 +512,7 @@ def stacksafe(old: Frame, cur: Frame, ids: IdMap, exact: bool, uninit_ok: bool =
             if c is None or not c.is_spill():
                 return False
             assert o.spilled is not None and c.spilled is not None
-            if not regsafe(o.spilled, c.spilled, ids, False):
+            if not regsafe(o.spilled, c.spilled, ids, False, precise):
                 return False
     return True
 
@@ -511,6 +524,7 @@ def states_equal(
     exact: bool,
     uninit_ok: bool = True,
     precise: list[int] | None = None,
+    stack_precise: bool = True,
 ) -> bool:
     """``states_equal``: ``live[frame]`` is the bit set of live registers of each frame at its
     current pc (static liveness, as Linux 6.18's ``compute_live_registers``)."""
@@ -525,14 +539,14 @@ def states_equal(
         if not ids.check(a.id, b.id):
             return False
     for fi, (fo, fc) in enumerate(zip(old.frames, cur.frames, strict=True)):
-        if fo.callsite != fc.callsite:
+        if fo.callsite != fc.callsite or fo.in_callback != fc.in_callback:
             return False
         mask = live[fi]
         pmask = precise[fi] if precise is not None else 0x7FF
         for i in range(11):
             if mask >> i & 1 and not regsafe(fo.regs[i], fc.regs[i], ids, exact, bool(pmask >> i & 1)):
                 return False
-        if not stacksafe(fo, fc, ids, exact, uninit_ok):
+        if not stacksafe(fo, fc, ids, exact, uninit_ok, stack_precise or precise is None):
             return False
     return True
 

@@ -50,6 +50,18 @@ EINVAL, EACCES, E2BIG, EBADF, EPROTO, EPERM, EFAULT = (
 BPF_MAX_VAR_OFF = 1 << 29
 
 
+BPF_FUNC_LOOP = 181
+
+
+class Unsupported(Exception):
+    """The program uses something bpfcheck's verifier does not model (a kfunc, a helper outside
+    the table, callbacks): no verdict. Not a :class:`Reject`, so it is never mistaken for one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class Reject(Exception):
     """The verifier refuses the program: errno name and the kernel's message (the log line),
     plus lines the kernel prints before it (``Unreleased reference ...``)."""
@@ -180,9 +192,13 @@ class Structure:
     prune_points: set[int] = field(default_factory=set)
     jmp_targets: set[int] = field(default_factory=set)
     force_checkpoint: set[int] = field(default_factory=set)
+    #: ``calls_callback``: helper calls that run a callback (bpf_loop)
+    callback_sites: set[int] = field(default_factory=set)
     has_tail_call: set[int] = field(default_factory=set)  # subprog indexes
     live_before: list[int] = field(default_factory=list)  # live register bit sets
     precise_before: list[int] = field(default_factory=list)  # registers whose value may matter
+    #: whether a scalar spilled to the stack may matter (else pruning ignores spilled values)
+    stack_precise: bool = True
 
     def subprog_of(self, pc: int) -> int:
         lo = 0
@@ -195,8 +211,11 @@ class Structure:
         return self.subprogs[idx + 1] if idx + 1 < len(self.subprogs) else len(self.slots)
 
 
-def analyse(slots: Sequence[RawInsn], maps: Sequence[object], has_fd_array: bool) -> Structure:
-    """Run the pre-passes; raise :class:`Reject` with the kernel's message for the first problem."""
+def analyse(
+    slots: Sequence[RawInsn], maps: Sequence[object], has_fd_array: bool, func_info: bool = False
+) -> Structure:
+    """Run the pre-passes; raise :class:`Reject` with the kernel's message for the first problem.
+    ``func_info``: the load carries BTF func_info (then tail calls in subprograms are allowed)."""
     slots = list(slots)
     n = len(slots)
     n_maps = len(maps)
@@ -211,7 +230,7 @@ def analyse(slots: Sequence[RawInsn], maps: Sequence[object], has_fd_array: bool
                 raise Reject(EINVAL, "call to invalid destination")
             starts.add(target)
         elif is_kfunc_call(raw):
-            raise Reject(EINVAL, "kernel function calls are not modelled by bpfcheck")
+            raise Unsupported("kernel function calls are not modelled by bpfcheck")
     subprogs = sorted(starts)
     # check_subprogs
     idx = 0
@@ -238,7 +257,8 @@ def analyse(slots: Sequence[RawInsn], maps: Sequence[object], has_fd_array: bool
     # static subprograms are verified in their caller's context, which needs BTF for tail calls
     for pc, raw in enumerate(slots):
         if (
-            raw.opcode == Cls.BPF_JMP | JmpOp.BPF_CALL
+            not func_info
+            and raw.opcode == Cls.BPF_JMP | JmpOp.BPF_CALL
             and raw.src == 0
             and raw.imm == 12
             and any(s <= pc for s in subprogs[1:])
@@ -360,6 +380,10 @@ def _check_cfg(st: Structure) -> None:
                     st.prune_points.add(pc + raw.imm + 1)
                 if raw.src == 0 and raw.imm == 12:
                     st.has_tail_call.add(st.subprog_of(pc))
+                if raw.src == 0 and raw.imm == BPF_FUNC_LOOP:  # visit_insn: a sync callback call
+                    st.callback_sites.add(pc)
+                    st.force_checkpoint.add(pc)
+                    st.prune_points.add(pc)
             elif op not in (JmpOp.BPF_EXIT,):
                 st.prune_points.add(pc)
                 st.prune_points.add(pc + raw.off + 1)  # push_insn marks BRANCH targets
@@ -503,6 +527,16 @@ def compute_precise_regs(st: Structure) -> list[int]:
     for pc in st.second_slot:
         if pc < n:
             rel[pc] = rel[pc + 1] if pc + 1 < n else 0
+    # a spilled scalar matters when a load's result may reach a check, or when a helper may read
+    # it from memory (a map key decides whether lookup's null check is elided, ...); bpf_loop
+    # reads none
+    st.stack_precise = stack_rel or any(
+        st.rows[pc] is not None
+        and st.rows[pc].kind in (Kind.CALL, Kind.CALL_KFUNC)  # type: ignore[union-attr]
+        and not (st.slots[pc].src == 0 and st.slots[pc].imm == BPF_FUNC_LOOP)
+        for pc in range(n)
+        if pc not in st.second_slot
+    )
     return rel
 
 

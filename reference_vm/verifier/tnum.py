@@ -221,29 +221,23 @@ def bswap(a: Tnum, nbits: int) -> Tnum:
 
 def min_member_ge(a: Tnum, y: int, bits: int = 64) -> int | None:
     """The smallest member of ``a`` that is >= ``y``, or None (the basis of the kernel's
-    ``tnum_step``)."""
+    ``tnum_step``). ``y`` is raised to the first member by looking at the highest known bit
+    where it disagrees with ``a`` (no per-bit loop: this runs at every conditional jump)."""
     if a.value | a.mask < y:
         return None
-    x = 0
-    for i in range(bits - 1, -1, -1):
-        b = 1 << i
-        yb = y & b
-        if a.mask & b:
-            x |= yb
-            continue
-        vb = a.value & b
-        if vb == yb:
-            x |= vb
-            continue
-        if vb > yb:  # a known 1 where y has 0: already above y, the rest as small as possible
-            return x | vb | (a.value & (b - 1))
-        # a known 0 where y has 1: raise the lowest unknown bit above that is still 0
-        for j in range(i + 1, bits):
-            bj = 1 << j
-            if a.mask & bj and not x & bj:
-                return (x & ~((bj << 1) - 1)) | bj | (a.value & (bj - 1))
+    diff = (y & ~a.mask) ^ a.value  # known bits where y disagrees with a
+    if not diff:
+        return y
+    h = diff.bit_length() - 1
+    low = (1 << (h + 1)) - 1
+    if a.value >> h & 1:  # a known 1 where y has 0: above y already, the rest as small as possible
+        return (y & ~low) | (a.value & low)
+    # a known 0 where y has 1: raise the lowest unknown bit above h that y has clear
+    free = a.mask & ~y & ~low & ((1 << bits) - 1)
+    if not free:
         return None
-    return x
+    j = (free & -free).bit_length() - 1
+    return (y & ~((1 << (j + 1)) - 1)) | (1 << j) | (a.value & ((1 << j) - 1))
 
 
 def is_aligned(a: Tnum, size: int) -> bool:

@@ -391,6 +391,7 @@ cases:
     expect: {r0: 42, maps: {counters: {"1": "2a 00 00 00 00 00 00 00"}}}
     provenance: {source: "the array map's lookup_elem and an atomic add"}
   - name: tail_call_taken
+    prog_type: socket_filter   # bpf_tail_call needs the context in r1 (the verifier checks it)
     maps:
       - {name: jmp_table, type: prog_array, key_size: 4, value_size: 4, max_entries: 4,
          slots: {0: target}}

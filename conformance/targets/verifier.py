@@ -25,7 +25,7 @@ bpf_conformance corpus) are declared with the kernel's in ``conformance/divergen
 Comparison mode: ``python -m conformance.targets.verifier compare [--unpriv] PATH...`` prints
 verdict and message agreement with the kernel for every case that has a kernel expectation:
 ``expect.verifier`` for YAML cases (``message_unpriv`` for ``--unpriv``), the ``-- error`` text
-for the raw cases of corpora/verifier, and for other ``.data`` cases "accept" unless the kernel
+for the raw cases of corpora/verifier, and for other ``.data`` cases (root mode only) "accept" unless the kernel
 target's divergence file (conformance/divergences/kernel.yaml) records a rejection.
 """
 
@@ -172,6 +172,8 @@ def kernel_expectation(
             errno, _, msg = text.partition(": ")
             return Verdict("accept") if errno == "accept" else Verdict("reject", errno, msg)
         return Verdict.parse(case.expect_error)
+    if not privileged:
+        return None  # other .data cases were recorded in root mode only
     if divergences is None:
         divergences = _kernel_divergences()
     if case.name in divergences and divergences[case.name]:
@@ -317,8 +319,11 @@ class Comparison:
 
 def compare_cases(cases: list[Case], privileged: bool = True) -> list[Comparison]:
     divs = _kernel_divergences()
+    scope = VerifierTarget(privileged=privileged).applies_to
     out = []
     for case in cases:
+        if not scope(case):  # tracing attachments: not modelled
+            continue
         want = kernel_expectation(case, privileged, divs)
         if want is None:
             continue

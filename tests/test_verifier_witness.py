@@ -213,9 +213,10 @@ def test_witness_catches_cve_2021_3490(monkeypatch):
     ],
 )
 def test_witness_on_bpf_conformance_cases(name):
+    from conftest import CORPUS
+
     from conformance.case import load_case
     from conformance.targets.verifier import witness_data
-    from conftest import CORPUS
 
     case = load_case(CORPUS / f"{name}.data")
     rep = witness_data(case)

@@ -25,8 +25,9 @@ bpf_conformance corpus) are declared with the kernel's in ``conformance/divergen
 Comparison mode: ``python -m conformance.targets.verifier compare [--unpriv] PATH...`` prints
 verdict and message agreement with the kernel for every case that has a kernel expectation:
 ``expect.verifier`` for YAML cases (``message_unpriv`` for ``--unpriv``), the ``-- error`` text
-for the raw cases of corpora/verifier, and for other ``.data`` cases (root mode only) "accept" unless the kernel
-target's divergence file (conformance/divergences/kernel.yaml) records a rejection.
+for the raw cases of corpora/verifier, and for other ``.data`` cases (root mode only) "accept"
+unless the kernel target's divergence file (conformance/divergences/kernel.yaml) records a
+rejection.
 """
 
 from __future__ import annotations

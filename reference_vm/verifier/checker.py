@@ -300,7 +300,8 @@ class Verifier:
             f"{max((len(v) for v in self.checkpoints.values()), default=0)} total_states {self.total_states} "
             f"peak_states {self.peak_states} mark_read 0"
         )
-        lines = [str(line) for line in self.log] + ([tail] if errno not in (EPERM, E2BIG) or self.insn_processed else [])
+        with_tail = errno not in (EPERM, E2BIG) or self.insn_processed
+        lines = [str(line) for line in self.log] + ([tail] if with_tail else [])
         states = {pc: js for pc, js in self.joined.items()} if self.collect else {}
         live = self.st.live_before if hasattr(self, "st") else []
         return VerifierResult(
@@ -1500,7 +1501,9 @@ class Verifier:
         self._check_reg_arg(raw.dst, True)
         dst_type = self.state.regs[raw.dst].type
         # check_atomic_store: store-release too
-        self._check_mem_access(pc, raw.dst, raw.off, row.size, True, raw.src, strict=row.kind is Kind.STORE_REL)
+        self._check_mem_access(
+            pc, raw.dst, raw.off, row.size, True, raw.src, strict=row.kind is Kind.STORE_REL
+        )
         self._save_aux_ptr_type(pc, dst_type)
 
     def _check_store_imm(self, pc: int, raw: RawInsn, row: OpDef) -> None:

@@ -143,21 +143,16 @@ def _key_bytes(key: int | str, size: int, case: YamlCase, map_name: str) -> byte
 
 def make_env(case: YamlCase) -> Environment:
     """An environment with the case's input memory and every map created and filled."""
-    from reference_vm.maps import BpfMap, MapError, MapSpec, MapType, add_map
+    from reference_vm.maps import MapError, add_map
 
     ncpus = int(case.options.get("ncpus", 2))
     frames = STACK_FRAMES if any(m.type == "prog_array" for m in case.maps) else MAX_CALL_FRAMES
     env = Environment(standard_memory(case.mem, frames), ncpus=ncpus)
-    by_name: dict[str, BpfMap] = {}
-    for m in case.maps:
-        inner = by_name[m.inner].spec if m.inner else None
+    for m, spec in zip(case.maps, map_specs(case), strict=True):
         try:
-            spec = MapSpec(m.name, MapType.parse(m.type), m.key_size, m.value_size, m.max_entries,
-                           m.flags, inner)
             bmap = add_map(env, spec)
         except MapError as e:
             raise CaseFormatError(f"map {m.name!r}: {e.message}", file=case.path, line=m.line) from None
-        by_name[m.name] = bmap
         for index, prog in sorted(m.slots.items()):
             bmap.set(index, prog)  # type: ignore[attr-defined]
         for key, value_hex in m.values.items():

@@ -22,9 +22,7 @@ from ..isa import (
     BPF_IND,
     BPF_MEM,
     BPF_MEMSX,
-    BPF_PSEUDO_CALL,
     BPF_PSEUDO_FUNC,
-    BPF_PSEUDO_KFUNC_CALL,
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_IDX,
     BPF_PSEUDO_MAP_IDX_VALUE,
@@ -50,7 +48,7 @@ EINVAL, EACCES, E2BIG, EBADF, EPROTO, EPERM, EFAULT = (
 BPF_MAX_VAR_OFF = 1 << 29
 
 
-BPF_FUNC_LOOP = 181
+BPF_FUNC_TAIL_CALL, BPF_FUNC_LOOP = 12, 181
 
 
 class Unsupported(Exception):
@@ -95,8 +93,14 @@ def is_lddw(raw: RawInsn) -> bool:
     return rows[0].kind is Kind.LDDW
 
 
+def _kind(raw: RawInsn) -> Kind | None:
+    """The table's kind of a slot (None: not a Linux instruction)."""
+    row = known_row(raw)
+    return row.kind if row is not None else None
+
+
 def is_pseudo_call(raw: RawInsn) -> bool:
-    return raw.opcode == Cls.BPF_JMP | JmpOp.BPF_CALL and raw.src == BPF_PSEUDO_CALL
+    return _kind(raw) is Kind.CALL_LOCAL
 
 
 def is_pseudo_func(raw: RawInsn) -> bool:
@@ -104,7 +108,17 @@ def is_pseudo_func(raw: RawInsn) -> bool:
 
 
 def is_kfunc_call(raw: RawInsn) -> bool:
-    return raw.opcode == Cls.BPF_JMP | JmpOp.BPF_CALL and raw.src == BPF_PSEUDO_KFUNC_CALL
+    return _kind(raw) is Kind.CALL_KFUNC
+
+
+def _jump_dest(row: OpDef, raw: RawInsn, pc: int) -> int | None:
+    """The pc a jump, local call or callback reference names (the field the table marks
+    ``Use.JUMP``), else None."""
+    if row.shape.off is Use.JUMP:
+        return pc + 1 + raw.off
+    if row.shape.imm is Use.JUMP:
+        return pc + 1 + raw.imm
+    return None
 
 
 def known_row(raw: RawInsn) -> OpDef | None:
@@ -232,7 +246,9 @@ def analyse(
         elif is_kfunc_call(raw):
             raise Unsupported("kernel function calls are not modelled by bpfcheck")
     subprogs = sorted(starts)
-    # check_subprogs
+    # check_subprogs: like the kernel's, it runs before opcodes are validated, so it reads the
+    # class and operation bits of every slot, known instruction or not (the only place here
+    # that does; everything after resolve_pseudo_ldimm64 reads the table's rows)
     idx = 0
     start, end = 0, subprogs[1] if len(subprogs) > 1 else n
     for pc, raw in enumerate(slots):
@@ -258,9 +274,8 @@ def analyse(
     for pc, raw in enumerate(slots):
         if (
             not func_info
-            and raw.opcode == Cls.BPF_JMP | JmpOp.BPF_CALL
-            and raw.src == 0
-            and raw.imm == 12
+            and _kind(raw) is Kind.CALL
+            and raw.imm == BPF_FUNC_TAIL_CALL
             and any(s <= pc for s in subprogs[1:])
         ):
             raise Reject(EINVAL, "tail_call is not allowed in subprogs without BTF")
@@ -330,26 +345,19 @@ def analyse(
 
 
 def _successors(st: Structure, pc: int) -> list[int]:
-    """check_cfg's ``visit_insn`` edges (the second slot of an lddw, when jumped to, is an
-    ordinary falling-through instruction, as for the kernel)."""
+    """check_cfg's ``visit_insn`` edges, from the table row (the second slot of an lddw, when
+    jumped to, is an ordinary falling-through instruction, as for the kernel)."""
     raw = st.slots[pc]
-    if pc in st.second_slot and not is_lddw(raw):
-        return [pc + 1]
-    if is_pseudo_func(raw):
-        return [pc + 2, pc + raw.imm + 1]
-    if not _is_jmp_class(raw):
-        return [pc + (2 if is_lddw(raw) else 1)]
-    op = _op(raw)
-    if op == JmpOp.BPF_EXIT:
+    row = st.rows[pc]
+    if row is None or (pc in st.second_slot and not is_lddw(raw)):
+        return [pc + 1]  # a call/atomic whose select field is invalid: reported when reached
+    if row.kind is Kind.EXIT:
         return []
-    if op == JmpOp.BPF_CALL:
-        out = [pc + 1]
-        if is_pseudo_call(raw):
-            out.append(pc + raw.imm + 1)
-        return out
-    if op == JmpOp.BPF_JA:
-        return [pc + (raw.imm if _cls(raw) == Cls.BPF_JMP32 else raw.off) + 1]
-    return [pc + 1, pc + raw.off + 1]
+    dest = _jump_dest(row, raw, pc)
+    if row.kind is Kind.JA:
+        assert dest is not None
+        return [dest]
+    return [pc + row.slots] if dest is None else [pc + row.slots, dest]
 
 
 def _check_cfg(st: Structure) -> None:
@@ -367,31 +375,36 @@ def _check_cfg(st: Structure) -> None:
                 seen[w] = True
                 stack.append(w)
         # prune and jump points (visit_insn)
-        if _is_jmp_class(raw) and not (pc in st.second_slot and not is_lddw(raw)):
-            op = _op(raw)
-            if op == JmpOp.BPF_JA:
-                tgt = _successors(st, pc)[0]
-                st.prune_points.add(tgt)
-                st.jmp_targets.add(tgt)
-            elif op == JmpOp.BPF_CALL:
-                st.prune_points.add(pc + 1)
-                if is_pseudo_call(raw):
-                    st.prune_points.add(pc)
-                    st.prune_points.add(pc + raw.imm + 1)
-                if raw.src == 0 and raw.imm == 12:
-                    st.has_tail_call.add(st.subprog_of(pc))
-                if raw.src == 0 and raw.imm == BPF_FUNC_LOOP:  # visit_insn: a sync callback call
-                    st.callback_sites.add(pc)
-                    st.force_checkpoint.add(pc)
-                    st.prune_points.add(pc)
-            elif op not in (JmpOp.BPF_EXIT,):
+        row = st.rows[pc]
+        if row is None or (pc in st.second_slot and not is_lddw(raw)):
+            continue
+        k = row.kind
+        dest = _jump_dest(row, raw, pc)
+        if k is Kind.JA:
+            assert dest is not None
+            st.prune_points.add(dest)
+            st.jmp_targets.add(dest)
+        elif k in (Kind.CALL, Kind.CALL_LOCAL, Kind.CALL_KFUNC, Kind.CALLX):
+            st.prune_points.add(pc + 1)
+            if k is Kind.CALL_LOCAL:
+                assert dest is not None
                 st.prune_points.add(pc)
-                st.prune_points.add(pc + raw.off + 1)  # push_insn marks BRANCH targets
-                if op == JmpOp.BPF_JCOND:
-                    st.force_checkpoint.add(pc)
-        elif is_pseudo_func(raw):
+                st.prune_points.add(dest)
+            if k is Kind.CALL and raw.imm == BPF_FUNC_TAIL_CALL:
+                st.has_tail_call.add(st.subprog_of(pc))
+            if k is Kind.CALL and raw.imm == BPF_FUNC_LOOP:  # visit_insn: a sync callback call
+                st.callback_sites.add(pc)
+                st.force_checkpoint.add(pc)
+                st.prune_points.add(pc)
+        elif k in (Kind.JCOND, Kind.MAY_GOTO):
+            assert dest is not None
+            st.prune_points.add(pc)
+            st.prune_points.add(dest)  # push_insn marks BRANCH targets
+            if k is Kind.MAY_GOTO:
+                st.force_checkpoint.add(pc)
+        elif dest is not None:  # lddw of a callback (BPF_PSEUDO_FUNC)
             st.prune_points.add(pc + 2)
-            st.prune_points.add(pc + raw.imm + 1)
+            st.prune_points.add(dest)
     pc = 0
     while pc < n:
         if not seen[pc]:

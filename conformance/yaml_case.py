@@ -212,11 +212,16 @@ def _parse_case(r: _Reader, node: Node) -> YamlCase:
         expect=_parse_expect(r, f["expect"]), provenance=provenance,
         description=r.string(f["description"]) if "description" in f else "",
         topic=r.string(f["topic"]) if "topic" in f else "",
-        options=({k: v.value for k, v in r.mapping(f["options"], {"empty_slot_consumes_budget", "ncpus",
-                                                                    "budget", "timeout"}).items()}
-                 if "options" in f else {}),
+        options=_parse_options(r, f["options"]) if "options" in f else {},
         elf=r.string(f["elf"]) if "elf" in f else None, image=image,
     )
+
+
+def _parse_options(r: _Reader, node: Node) -> dict[str, Any]:
+    """``options``: ``budget``, ``ncpus``, ``timeout`` (seconds) are positive integers."""
+    fields = r.mapping(node, {"empty_slot_consumes_budget", "ncpus", "budget", "timeout"})
+    return {k: (r.integer(v, lo=1) if k in ("ncpus", "budget", "timeout") else v.value)
+            for k, v in fields.items()}
 
 
 @functools.lru_cache(maxsize=32)

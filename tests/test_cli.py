@@ -300,6 +300,14 @@ def test_bad_yaml_case_is_one_line(tmp_path, run_cli):
     assert "unknown map type 'nope'" in message
 
 
+def test_bad_case_option_is_one_line(tmp_path, run_cli):
+    path = tmp_path / "bad.yaml"
+    path.write_text("cases:\n  - name: x\n    programs: {main: exit}\n    expect: {r0: 0}\n"
+                    "    provenance: {rfc: 'RFC 9669'}\n    options: {timeout: soon}\n")
+    message = _one_line_error(run_cli("run", path), f"{path}:6: ")
+    assert "timeout" in message and "expected an integer" in message
+
+
 def test_jit_side_by_side_and_coverage(run_cli):
     proc = run_cli("jit", "corpora/bpf_conformance/add.data", "--arch", "x86_64")
     assert proc.returncode == 0, proc.stderr

@@ -721,8 +721,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "verifier",
         _VR,
         "scalar32_min_max_and",
-        "        mark32_known(dst, v.value)\n        return",
-        "        return",
+        "    dst.u32_min = v.value\n    dst.u32_max = _sel(known, v.value, _min(dst.u32_max, src.u32_max))",
+        "    dst.u32_min = _sel(known, dst.u32_min, v.value)\n"
+        "    dst.u32_max = _sel(known, dst.u32_max, _min(dst.u32_max, src.u32_max))",
         "32-bit bounds not updated (AND)",
         "CVE-2021-3490: scalar32_min_max_and left the old 32-bit bounds when both subregisters were known",
     ),
@@ -731,8 +732,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "verifier",
         _VR,
         "scalar32_min_max_or",
-        "        mark32_known(dst, v.value)\n        return",
-        "        return",
+        "    dst.u32_min = _sel(known, v.value, _max(dst.u32_min, src.u32_min))\n"
+        "    dst.u32_max = v.value | v.mask",
+        "    dst.u32_min = _sel(known, dst.u32_min, _max(dst.u32_min, src.u32_min))\n"
+        "    dst.u32_max = _sel(known, dst.u32_max, v.value | v.mask)",
         "32-bit bounds not updated (OR)",
         "CVE-2021-3490 (the OR variant of the same fix)",
     ),
@@ -741,8 +744,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "verifier",
         _VR,
         "scalar32_min_max_xor",
-        "        mark32_known(dst, v.value)\n        return",
-        "        return",
+        "    dst.u32_min = v.value\n    dst.u32_max = v.value | v.mask",
+        "    known = _subregs_known(dst, src)\n"
+        "    dst.u32_min = _sel(known, dst.u32_min, v.value)\n"
+        "    dst.u32_max = _sel(known, dst.u32_max, v.value | v.mask)",
         "32-bit bounds not updated (XOR)",
         "CVE-2021-3490 (the XOR variant of the same fix)",
     ),
@@ -751,11 +756,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "verifier",
         _VR,
         "refine_cond_op",
-        "            r1.u32_max = min(r1.u32_max, r2.u32_max)\n"
-        "            r2.u32_min = max(r1.u32_min, r2.u32_min)",
-        "            r1.u32_max = min(r1.u32_max, r2.u32_max)\n"
-        "            r1.umax = min(r1.umax, r2.u32_max)\n"
-        "            r2.u32_min = max(r1.u32_min, r2.u32_min)",
+        "            r1.u32_max = _min(r1.u32_max, r2.u32_max)\n"
+        "            r2.u32_min = _max(r1.u32_min, r2.u32_min)",
+        "            r1.u32_max = _min(r1.u32_max, r2.u32_max)\n"
+        "            r1.umax = _min(r1.umax, r2.u32_max)\n"
+        "            r2.u32_min = _max(r1.u32_min, r2.u32_min)",
         "JMP32 bounds applied to 64 bits",
         "CVE-2020-8835: __reg_bound_offset32 gave the 64-bit register the bounds of a 32-bit compare",
     ),

@@ -62,8 +62,45 @@ def _limits(bits: int) -> tuple[int, int, int, int, int, int, int, int]:
 
 
 def sx(x: int, bits: int) -> int:
-    """The unsigned ``x`` (already reduced) as a signed ``bits``-bit integer."""
-    return x - (1 << bits) if x >> (bits - 1) & 1 else x
+    """The unsigned ``x`` (already reduced) as a signed ``bits``-bit integer (branch-free, so
+    that it also works element-wise on numpy arrays)."""
+    return x - ((x >> (bits - 1) & 1) << bits)
+
+
+# --- element-wise selection -------------------------------------------------------------------
+# The range operators (add ... arsh, the branch refinements) use these instead of ``if`` on
+# values and the builtins ``min``/``max``. On Python ints they are the plain operations; when a
+# Scalar's fields are numpy arrays they work element-wise, which is how
+# bench/ranges_exhaustive.py runs these very functions on every pair of 8-bit intervals.
+
+
+def _sel(cond, a, b):  # type: ignore[no-untyped-def]
+    """``a if cond else b``."""
+    if cond.__class__ is bool:
+        return a if cond else b
+    import numpy
+
+    return numpy.where(cond, a, b)
+
+
+def _max(a, b):  # type: ignore[no-untyped-def]
+    if a.__class__ is int and b.__class__ is int:
+        return a if a >= b else b
+    import numpy
+
+    return numpy.maximum(a, b)
+
+
+def _not(c):  # type: ignore[no-untyped-def]
+    return not c if c.__class__ is bool else ~c
+
+
+def _min(a, b):  # type: ignore[no-untyped-def]
+    if a.__class__ is int and b.__class__ is int:
+        return a if a <= b else b
+    import numpy
+
+    return numpy.minimum(a, b)
 
 
 class Scalar:
@@ -272,10 +309,10 @@ def mark_unknown(s: Scalar) -> None:
 def update_reg32_bounds(s: Scalar) -> None:
     _, _, _, hm, s32min, s32max, h, bits = _limits(s.bits)
     v = tn.subreg(s.var_off, bits)
-    s.s32_min = max(s.s32_min, sx(v.value | (v.mask & (1 << (h - 1))), h))
-    s.s32_max = min(s.s32_max, sx(v.value | (v.mask & s32max), h))
-    s.u32_min = max(s.u32_min, v.value)
-    s.u32_max = min(s.u32_max, v.value | v.mask)
+    s.s32_min = _max(s.s32_min, sx(v.value | (v.mask & (1 << (h - 1))), h))
+    s.s32_max = _min(s.s32_max, sx(v.value | (v.mask & s32max), h))
+    s.u32_min = _max(s.u32_min, v.value)
+    s.u32_max = _min(s.u32_max, v.value | v.mask)
 
 
 def update_reg64_bounds(s: Scalar) -> None:
@@ -528,182 +565,193 @@ def byte_swap(s: Scalar, nbits: int, swap: bool) -> None:
 
 
 def _add_ovf(a: int, b: int, lo: int, hi: int) -> tuple[int, bool]:
+    """``a + b`` and whether it leaves ``[lo, hi]`` (the kernel's ``check_add_overflow``)."""
     r = a + b
-    return r, not lo <= r <= hi
+    return r, (r < lo) | (r > hi)
 
 
 def scalar32_min_max_add(dst: Scalar, src: Scalar) -> None:
     _, _, _, hm, s32min, s32max, _, _ = _limits(dst.bits)
     a, o1 = _add_ovf(dst.s32_min, src.s32_min, s32min, s32max)
     b, o2 = _add_ovf(dst.s32_max, src.s32_max, s32min, s32max)
-    dst.s32_min, dst.s32_max = (s32min, s32max) if o1 or o2 else (a, b)
+    ovf = o1 | o2
+    dst.s32_min, dst.s32_max = _sel(ovf, s32min, a), _sel(ovf, s32max, b)
     lo, hi = dst.u32_min + src.u32_min, dst.u32_max + src.u32_max
-    min_ovf, max_ovf = lo > hm, hi > hm
-    if not min_ovf and max_ovf:
-        dst.u32_min, dst.u32_max = 0, hm
-    else:
-        dst.u32_min, dst.u32_max = lo & hm, hi & hm
+    # some but not all sums wrap: unbounded; none or all wrap: the wrapped ends
+    some = (lo <= hm) & (hi > hm)
+    dst.u32_min, dst.u32_max = _sel(some, 0, lo & hm), _sel(some, hm, hi & hm)
 
 
 def scalar_min_max_add(dst: Scalar, src: Scalar) -> None:
     m, smin, smax, *_ = _limits(dst.bits)
     a, o1 = _add_ovf(dst.smin, src.smin, smin, smax)
     b, o2 = _add_ovf(dst.smax, src.smax, smin, smax)
-    dst.smin, dst.smax = (smin, smax) if o1 or o2 else (a, b)
+    ovf = o1 | o2
+    dst.smin, dst.smax = _sel(ovf, smin, a), _sel(ovf, smax, b)
     lo, hi = dst.umin + src.umin, dst.umax + src.umax
-    if not lo > m and hi > m:
-        dst.umin, dst.umax = 0, m
-    else:
-        dst.umin, dst.umax = lo & m, hi & m
+    some = (lo <= m) & (hi > m)
+    dst.umin, dst.umax = _sel(some, 0, lo & m), _sel(some, m, hi & m)
 
 
 def scalar32_min_max_sub(dst: Scalar, src: Scalar) -> None:
     _, _, _, hm, s32min, s32max, _, _ = _limits(dst.bits)
     a, o1 = _add_ovf(dst.s32_min, -src.s32_max, s32min, s32max)
     b, o2 = _add_ovf(dst.s32_max, -src.s32_min, s32min, s32max)
-    dst.s32_min, dst.s32_max = (s32min, s32max) if o1 or o2 else (a, b)
+    ovf = o1 | o2
+    dst.s32_min, dst.s32_max = _sel(ovf, s32min, a), _sel(ovf, s32max, b)
     lo, hi = dst.u32_min - src.u32_max, dst.u32_max - src.u32_min
-    if lo < 0 and not hi < 0:
-        dst.u32_min, dst.u32_max = 0, hm
-    else:
-        dst.u32_min, dst.u32_max = lo & hm, hi & hm
+    some = (lo < 0) & (hi >= 0)
+    dst.u32_min, dst.u32_max = _sel(some, 0, lo & hm), _sel(some, hm, hi & hm)
 
 
 def scalar_min_max_sub(dst: Scalar, src: Scalar) -> None:
     m, smin, smax, *_ = _limits(dst.bits)
     a, o1 = _add_ovf(dst.smin, -src.smax, smin, smax)
     b, o2 = _add_ovf(dst.smax, -src.smin, smin, smax)
-    dst.smin, dst.smax = (smin, smax) if o1 or o2 else (a, b)
+    ovf = o1 | o2
+    dst.smin, dst.smax = _sel(ovf, smin, a), _sel(ovf, smax, b)
     lo, hi = dst.umin - src.umax, dst.umax - src.umin
-    if lo < 0 and not hi < 0:
-        dst.umin, dst.umax = 0, m
-    else:
-        dst.umin, dst.umax = lo & m, hi & m
+    some = (lo < 0) & (hi >= 0)
+    dst.umin, dst.umax = _sel(some, 0, lo & m), _sel(some, m, hi & m)
+
+
+def _mul_bounds(umin, umax, smin, smax, src_u, src_s, m, lo, hi):  # type: ignore[no-untyped-def]
+    """The u and s bounds of a product (both halves of ``scalar{32,}_min_max_mul``): the ends'
+    products, or unbounded when one of them overflows."""
+    uhi, ulo = umax * src_u[1], umin * src_u[0]
+    uovf = (uhi > m) | (ulo > m)
+    p = (smin * src_s[0], smin * src_s[1], smax * src_s[0], smax * src_s[1])
+    sovf = (p[0] < lo) | (p[0] > hi) | (p[1] < lo) | (p[1] > hi)
+    sovf = sovf | (p[2] < lo) | (p[2] > hi) | (p[3] < lo) | (p[3] > hi)
+    pmin = _min(_min(p[0], p[1]), _min(p[2], p[3]))
+    pmax = _max(_max(p[0], p[1]), _max(p[2], p[3]))
+    return (_sel(uovf, 0, ulo), _sel(uovf, m, uhi), _sel(sovf, lo, pmin), _sel(sovf, hi, pmax))
 
 
 def scalar32_min_max_mul(dst: Scalar, src: Scalar) -> None:
     _, _, _, hm, s32min, s32max, _, _ = _limits(dst.bits)
-    hi, lo = dst.u32_max * src.u32_max, dst.u32_min * src.u32_min
-    if hi > hm or lo > hm:
-        dst.u32_min, dst.u32_max = 0, hm
-    else:
-        dst.u32_min, dst.u32_max = lo, hi
-    prods = [
-        dst.s32_min * src.s32_min,
-        dst.s32_min * src.s32_max,
-        dst.s32_max * src.s32_min,
-        dst.s32_max * src.s32_max,
-    ]
-    if any(not s32min <= p <= s32max for p in prods):
-        dst.s32_min, dst.s32_max = s32min, s32max
-    else:
-        dst.s32_min, dst.s32_max = min(prods), max(prods)
+    dst.u32_min, dst.u32_max, dst.s32_min, dst.s32_max = _mul_bounds(
+        dst.u32_min,
+        dst.u32_max,
+        dst.s32_min,
+        dst.s32_max,
+        (src.u32_min, src.u32_max),
+        (src.s32_min, src.s32_max),
+        hm,
+        s32min,
+        s32max,
+    )
 
 
 def scalar_min_max_mul(dst: Scalar, src: Scalar) -> None:
     m, smin, smax, *_ = _limits(dst.bits)
-    hi, lo = dst.umax * src.umax, dst.umin * src.umin
-    if hi > m or lo > m:
-        dst.umin, dst.umax = 0, m
-    else:
-        dst.umin, dst.umax = lo, hi
-    prods = [dst.smin * src.smin, dst.smin * src.smax, dst.smax * src.smin, dst.smax * src.smax]
-    if any(not smin <= p <= smax for p in prods):
-        dst.smin, dst.smax = smin, smax
-    else:
-        dst.smin, dst.smax = min(prods), max(prods)
+    dst.umin, dst.umax, dst.smin, dst.smax = _mul_bounds(
+        dst.umin, dst.umax, dst.smin, dst.smax, (src.umin, src.umax), (src.smin, src.smax), m, smin, smax
+    )
 
 
 def _s32_from_u32(dst: Scalar) -> None:
     _, _, _, _, s32min, s32max, h, _ = _limits(dst.bits)
-    if sx(dst.u32_min, h) <= sx(dst.u32_max, h):
-        dst.s32_min, dst.s32_max = sx(dst.u32_min, h), sx(dst.u32_max, h)
-    else:
-        dst.s32_min, dst.s32_max = s32min, s32max
+    lo, hi = sx(dst.u32_min, h), sx(dst.u32_max, h)
+    ok = lo <= hi  # the u32 range does not cross the sign boundary
+    dst.s32_min, dst.s32_max = _sel(ok, lo, s32min), _sel(ok, hi, s32max)
 
 
 def _s64_from_u64(dst: Scalar) -> None:
     _, smin, smax, *_r = _limits(dst.bits)
     bits = dst.bits
-    if sx(dst.umin, bits) <= sx(dst.umax, bits):
-        dst.smin, dst.smax = sx(dst.umin, bits), sx(dst.umax, bits)
-    else:
-        dst.smin, dst.smax = smin, smax
+    lo, hi = sx(dst.umin, bits), sx(dst.umax, bits)
+    ok = lo <= hi
+    dst.smin, dst.smax = _sel(ok, lo, smin), _sel(ok, hi, smax)
+
+
+def _subregs_known(dst: Scalar, src: Scalar) -> bool:
+    bits = dst.bits
+    return (tn.subreg(src.var_off, bits).mask == 0) & (tn.subreg(dst.var_off, bits).mask == 0)
+
+
+def _mark_known_where(s: Scalar, known: bool, value: int) -> None:
+    """``__mark_reg_known(s, value)`` where ``known`` holds (element-wise for arrays)."""
+    if known.__class__ is bool:
+        if known:
+            mark_known(s, value)
+        return
+    k = Scalar.__new__(Scalar)
+    k.bits = s.bits
+    mark_known(k, value)
+    for f in ("umin", "umax", "smin", "smax", "u32_min", "u32_max", "s32_min", "s32_max"):
+        setattr(s, f, _sel(known, getattr(k, f), getattr(s, f)))
+
+
+# scalar{32,}_min_max_{and,or,xor}: the var_off has already been computed (tnum_and/or/xor); a
+# result with both operands known is that constant. The kernel's 64-bit functions end with
+# __update_reg_bounds (not in the known case, where it changes nothing): adjust_scalar calls it.
 
 
 def scalar32_min_max_and(dst: Scalar, src: Scalar) -> None:
     """Note the known/known case: CVE-2021-3490 was this function returning without updating the
     32-bit bounds there (``soundness.cve_2021_3490_and``)."""
-    bits = dst.bits
-    v = tn.subreg(dst.var_off, bits)
-    if tn.subreg_is_const(src.var_off, bits) and tn.subreg_is_const(dst.var_off, bits):
-        mark32_known(dst, v.value)
-        return
+    v = tn.subreg(dst.var_off, dst.bits)
+    known = _subregs_known(dst, src)
     dst.u32_min = v.value
-    dst.u32_max = min(dst.u32_max, src.u32_max)
+    dst.u32_max = _sel(known, v.value, _min(dst.u32_max, src.u32_max))
     _s32_from_u32(dst)
 
 
 def scalar_min_max_and(dst: Scalar, src: Scalar) -> None:
-    if src.var_off.mask == 0 and dst.var_off.mask == 0:
-        mark_known(dst, dst.var_off.value)
-        return
+    known = (src.var_off.mask == 0) & (dst.var_off.mask == 0)
     dst.umin = dst.var_off.value
-    dst.umax = min(dst.umax, src.umax)
+    dst.umax = _min(dst.umax, src.umax)
     _s64_from_u64(dst)
-    update_reg_bounds(dst)
+    _mark_known_where(dst, known, dst.var_off.value)
 
 
 def scalar32_min_max_or(dst: Scalar, src: Scalar) -> None:
-    bits = dst.bits
-    v = tn.subreg(dst.var_off, bits)
-    if tn.subreg_is_const(src.var_off, bits) and tn.subreg_is_const(dst.var_off, bits):
-        mark32_known(dst, v.value)
-        return
-    dst.u32_min = max(dst.u32_min, src.u32_min)
+    v = tn.subreg(dst.var_off, dst.bits)
+    known = _subregs_known(dst, src)
+    dst.u32_min = _sel(known, v.value, _max(dst.u32_min, src.u32_min))
     dst.u32_max = v.value | v.mask
     _s32_from_u32(dst)
 
 
 def scalar_min_max_or(dst: Scalar, src: Scalar) -> None:
-    if src.var_off.mask == 0 and dst.var_off.mask == 0:
-        mark_known(dst, dst.var_off.value)
-        return
-    dst.umin = max(dst.umin, src.umin)
+    known = (src.var_off.mask == 0) & (dst.var_off.mask == 0)
+    dst.umin = _max(dst.umin, src.umin)
     dst.umax = dst.var_off.value | dst.var_off.mask
     _s64_from_u64(dst)
-    update_reg_bounds(dst)
+    _mark_known_where(dst, known, dst.var_off.value)
 
 
 def scalar32_min_max_xor(dst: Scalar, src: Scalar) -> None:
-    bits = dst.bits
-    v = tn.subreg(dst.var_off, bits)
-    if tn.subreg_is_const(src.var_off, bits) and tn.subreg_is_const(dst.var_off, bits):
-        mark32_known(dst, v.value)
-        return
+    """Both subregisters known: the var_off is the constant, so these bounds are it (the kernel's
+    ``__mark_reg32_known`` branch gives the same)."""
+    v = tn.subreg(dst.var_off, dst.bits)
     dst.u32_min = v.value
     dst.u32_max = v.value | v.mask
     _s32_from_u32(dst)
 
 
 def scalar_min_max_xor(dst: Scalar, src: Scalar) -> None:
-    if src.var_off.mask == 0 and dst.var_off.mask == 0:
-        mark_known(dst, dst.var_off.value)
-        return
+    known = (src.var_off.mask == 0) & (dst.var_off.mask == 0)
     dst.umin = dst.var_off.value
     dst.umax = dst.var_off.value | dst.var_off.mask
     _s64_from_u64(dst)
-    update_reg_bounds(dst)
+    _mark_known_where(dst, known, dst.var_off.value)
+
+
+# The shifts: ``src`` is a known amount below the width (is_safe_to_compute). As for and/or/xor,
+# the kernel's trailing __update_reg{32,}_bounds is called by adjust_scalar.
 
 
 def _scalar32_lsh_bounds(dst: Scalar, umin_val: int, umax_val: int) -> None:
     _, _, _, hm, s32min, s32max, h, _ = _limits(dst.bits)
     dst.s32_min, dst.s32_max = s32min, s32max
-    if umax_val > h - 1 or dst.u32_max > 1 << (h - 1 - umax_val):
+    if umax_val > h - 1:
         dst.u32_min, dst.u32_max = 0, hm
-    else:
-        dst.u32_min <<= umin_val
-        dst.u32_max <<= umax_val
+        return
+    lost = dst.u32_max > 1 << (h - 1 - umax_val)  # the shift may push bits out
+    dst.u32_min = _sel(lost, 0, dst.u32_min << umin_val)
+    dst.u32_max = _sel(lost, hm, dst.u32_max << umax_val)
 
 
 def scalar32_min_max_lsh(dst: Scalar, src: Scalar) -> None:
@@ -712,7 +760,6 @@ def scalar32_min_max_lsh(dst: Scalar, src: Scalar) -> None:
     _scalar32_lsh_bounds(dst, src.u32_min, src.u32_max)
     dst.var_off = tn.subreg(tn.lshift(sub_, src.u32_min, bits), bits)
     mark64_unbounded(dst)
-    update_reg32_bounds(dst)
 
 
 def _scalar64_lsh_bounds(dst: Scalar, umin_val: int, umax_val: int) -> None:
@@ -724,11 +771,9 @@ def _scalar64_lsh_bounds(dst: Scalar, umin_val: int, umax_val: int) -> None:
     else:
         dst.smax = smax
         dst.smin = smin
-    if dst.umax > 1 << (bits - 1 - umax_val):
-        dst.umin, dst.umax = 0, m
-    else:
-        dst.umin <<= umin_val
-        dst.umax <<= umax_val
+    lost = dst.umax > 1 << (bits - 1 - umax_val)
+    dst.umin = _sel(lost, 0, dst.umin << umin_val)
+    dst.umax = _sel(lost, m, dst.umax << umax_val)
 
 
 def scalar_min_max_lsh(dst: Scalar, src: Scalar) -> None:
@@ -736,7 +781,6 @@ def scalar_min_max_lsh(dst: Scalar, src: Scalar) -> None:
     _scalar64_lsh_bounds(dst, umin_val, umax_val)
     _scalar32_lsh_bounds(dst, umin_val, umax_val)
     dst.var_off = tn.lshift(dst.var_off, umin_val, dst.bits)
-    update_reg_bounds(dst)
 
 
 def scalar32_min_max_rsh(dst: Scalar, src: Scalar) -> None:
@@ -744,20 +788,18 @@ def scalar32_min_max_rsh(dst: Scalar, src: Scalar) -> None:
     sub_ = tn.subreg(dst.var_off, bits)
     dst.s32_min, dst.s32_max = s32min, s32max
     dst.var_off = tn.rshift(sub_, src.u32_min)
-    dst.u32_min >>= src.u32_max
-    dst.u32_max >>= src.u32_min
+    dst.u32_min = dst.u32_min >> src.u32_max
+    dst.u32_max = dst.u32_max >> src.u32_min
     mark64_unbounded(dst)
-    update_reg32_bounds(dst)
 
 
 def scalar_min_max_rsh(dst: Scalar, src: Scalar) -> None:
     _, smin, smax, *_r = _limits(dst.bits)
     dst.smin, dst.smax = smin, smax
     dst.var_off = tn.rshift(dst.var_off, src.umin)
-    dst.umin >>= src.umax
-    dst.umax >>= src.umin
+    dst.umin = dst.umin >> src.umax
+    dst.umax = dst.umax >> src.umin
     mark32_unbounded(dst)
-    update_reg_bounds(dst)
 
 
 def scalar32_min_max_arsh(dst: Scalar, src: Scalar) -> None:
@@ -768,18 +810,16 @@ def scalar32_min_max_arsh(dst: Scalar, src: Scalar) -> None:
     dst.var_off = tn.arshift(tn.subreg(dst.var_off, bits), k, h, bits)
     dst.u32_min, dst.u32_max = 0, hm
     mark64_unbounded(dst)
-    update_reg32_bounds(dst)
 
 
 def scalar_min_max_arsh(dst: Scalar, src: Scalar) -> None:
     m, *_ = _limits(dst.bits)
     k = src.umin
-    dst.smin >>= k
-    dst.smax >>= k
+    dst.smin = dst.smin >> k
+    dst.smax = dst.smax >> k
     dst.var_off = tn.arshift(dst.var_off, k, dst.bits, dst.bits)
     dst.umin, dst.umax = 0, m
     mark32_unbounded(dst)
-    update_reg_bounds(dst)
 
 
 def is_safe_to_compute(op: AluOp, src: Scalar, alu32: bool) -> bool:
@@ -814,6 +854,11 @@ OPS: dict[AluOp, tuple[str, str]] = {
     AluOp.BPF_XOR: ("scalar32_min_max_xor", "scalar_min_max_xor"),
 }
 
+
+#: The 64-bit and 32-bit functions of each shift.
+SHIFTS_LSH = ("scalar_min_max_lsh", "scalar32_min_max_lsh")
+SHIFTS_RSH = ("scalar_min_max_rsh", "scalar32_min_max_rsh")
+SHIFTS_ARSH = ("scalar_min_max_arsh", "scalar32_min_max_arsh")
 
 _CONST_FOLD = frozenset(
     {
@@ -899,12 +944,13 @@ def adjust_scalar(dst: Scalar, src: Scalar, op: AluOp, alu32: bool) -> None:
             dst.var_off = t(dst.var_off, src.var_off)
             g[f32](dst, src)
             g[f64](dst, src)
-    elif op is AluOp.BPF_LSH:
-        (scalar32_min_max_lsh if alu32 else scalar_min_max_lsh)(dst, src)
-    elif op is AluOp.BPF_RSH:
-        (scalar32_min_max_rsh if alu32 else scalar_min_max_rsh)(dst, src)
-    elif op is AluOp.BPF_ARSH:
-        (scalar32_min_max_arsh if alu32 else scalar_min_max_arsh)(dst, src)
+            if op is not AluOp.BPF_MUL:
+                update_reg_bounds(dst)  # the end of scalar_min_max_{and,or,xor}
+    else:
+        shift = {AluOp.BPF_LSH: SHIFTS_LSH, AluOp.BPF_RSH: SHIFTS_RSH, AluOp.BPF_ARSH: SHIFTS_ARSH}[op]
+        globals()[shift[1] if alu32 else shift[0]](dst, src)
+        # the end of scalar{32,}_min_max_{lsh,rsh,arsh}
+        (update_reg32_bounds if alu32 else update_reg_bounds)(dst)
     if alu32:
         zext_32_to_64(dst)
     reg_bounds_sync(dst)
@@ -985,8 +1031,14 @@ def concrete_cond(op: CondOp, x: int, y: int, nbits: int) -> bool:
     raise ValueError(op)
 
 
+def _taken(always, never):  # type: ignore[no-untyped-def]
+    """1 where ``always`` holds, else 0 where ``never`` holds, else -1."""
+    return _sel(always, 1, _sel(never, 0, -1))
+
+
 def branch_taken(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> int:
-    """``is_scalar_branch_taken``: 1 (always), 0 (never) or -1 (unknown)."""
+    """``is_scalar_branch_taken``: 1 (always), 0 (never) or -1 (unknown). Element-wise when
+    ``r1``'s fields are arrays (``r2`` a plain Scalar when ``op`` is a JSET)."""
     bits = r1.bits
     if is32:
         t1, t2 = tn.subreg(r1.var_off, bits), tn.subreg(r2.var_off, bits)
@@ -997,21 +1049,21 @@ def branch_taken(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> int:
         umin1, umax1, smin1, smax1 = r1.umin, r1.umax, r1.smin, r1.smax
         umin2, umax2, smin2, smax2 = r2.umin, r2.umax, r2.smin, r2.smax
     if op is JmpOp.BPF_JEQ or op is JmpOp.BPF_JNE:
-        eq = op is JmpOp.BPF_JEQ
-        if t1.mask == 0 and t2.mask == 0:
-            return int((t1.value == t2.value) == eq)
-        if not tn.overlap(t1, t2):
-            return 0 if eq else 1
-        if umin1 > umax2 or umax1 < umin2 or smin1 > smax2 or smax1 < smin2:
-            return 0 if eq else 1
-        if not is32 and (
-            r1.u32_min > r2.u32_max
-            or r1.u32_max < r2.u32_min
-            or r1.s32_min > r2.s32_max
-            or r1.s32_max < r2.s32_min
-        ):
-            return 0 if eq else 1
-        return -1
+        both_known = (t1.mask == 0) & (t2.mask == 0)
+        disjoint = _not(tn.overlap(t1, t2)) | (umin1 > umax2) | (umax1 < umin2)
+        disjoint = disjoint | (smin1 > smax2) | (smax1 < smin2)
+        if not is32:
+            disjoint = (
+                disjoint
+                | (r1.u32_min > r2.u32_max)
+                | (r1.u32_max < r2.u32_min)
+                | (r1.s32_min > r2.s32_max)
+                | (r1.s32_max < r2.s32_min)
+            )
+        equal = both_known & (t1.value == t2.value)
+        if op is JmpOp.BPF_JEQ:
+            return _sel(both_known, _sel(equal, 1, 0), _sel(disjoint, 0, -1))
+        return _sel(both_known, _sel(equal, 0, 1), _sel(disjoint, 1, -1))
     if op is JmpOp.BPF_JSET or op == JSET_NOT:
         a, b = (r1, r2)
         ta, tb = t1, t2
@@ -1019,35 +1071,33 @@ def branch_taken(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> int:
             a, b, ta, tb = b, a, tb, ta
         if not is_reg_const(b, is32):
             return -1
-        res = -1
-        if (~ta.mask & ta.value) & tb.value:
-            res = 1
-        elif not (ta.mask | ta.value) & tb.value:
-            res = 0
-        if res >= 0 and op == JSET_NOT:
-            res = 1 - res
+        res = _taken((~ta.mask & ta.value) & tb.value != 0, (ta.mask | ta.value) & tb.value == 0)
+        if op == JSET_NOT:
+            res = _sel(res >= 0, 1 - res, res)
         return res
     if op is JmpOp.BPF_JGT:
-        return 1 if umin1 > umax2 else 0 if umax1 <= umin2 else -1
+        return _taken(umin1 > umax2, umax1 <= umin2)
     if op is JmpOp.BPF_JSGT:
-        return 1 if smin1 > smax2 else 0 if smax1 <= smin2 else -1
+        return _taken(smin1 > smax2, smax1 <= smin2)
     if op is JmpOp.BPF_JLT:
-        return 1 if umax1 < umin2 else 0 if umin1 >= umax2 else -1
+        return _taken(umax1 < umin2, umin1 >= umax2)
     if op is JmpOp.BPF_JSLT:
-        return 1 if smax1 < smin2 else 0 if smin1 >= smax2 else -1
+        return _taken(smax1 < smin2, smin1 >= smax2)
     if op is JmpOp.BPF_JGE:
-        return 1 if umin1 >= umax2 else 0 if umax1 < umin2 else -1
+        return _taken(umin1 >= umax2, umax1 < umin2)
     if op is JmpOp.BPF_JSGE:
-        return 1 if smin1 >= smax2 else 0 if smax1 < smin2 else -1
+        return _taken(smin1 >= smax2, smax1 < smin2)
     if op is JmpOp.BPF_JLE:
-        return 1 if umax1 <= umin2 else 0 if umin1 > umax2 else -1
+        return _taken(umax1 <= umin2, umin1 > umax2)
     if op is JmpOp.BPF_JSLE:
-        return 1 if smax1 <= smin2 else 0 if smin1 > smax2 else -1
+        return _taken(smax1 <= smin2, smin1 > smax2)
     return -1
 
 
 def refine_cond_op(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> None:
-    """``regs_refine_cond_op``: narrow ``r1`` and ``r2`` assuming ``r1 op r2`` holds."""
+    """``regs_refine_cond_op``: narrow ``r1`` and ``r2`` assuming ``r1 op r2`` holds. Written
+    with :func:`_sel`/:func:`_min`/:func:`_max`, so it also runs on arrays of states (an operand
+    whose constness decides the path, for JNE/JSET, must be a plain Scalar)."""
     bits = r1.bits
     _, _, _, hm, _, _, h, _ = _limits(bits)
     if op in (JmpOp.BPF_JGE, JmpOp.BPF_JGT, JmpOp.BPF_JSGE, JmpOp.BPF_JSGT):
@@ -1055,19 +1105,19 @@ def refine_cond_op(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> None:
         r1, r2 = r2, r1
     if op is JmpOp.BPF_JEQ:
         if is32:
-            r1.u32_min = max(r1.u32_min, r2.u32_min)
-            r1.u32_max = min(r1.u32_max, r2.u32_max)
-            r1.s32_min = max(r1.s32_min, r2.s32_min)
-            r1.s32_max = min(r1.s32_max, r2.s32_max)
+            r1.u32_min = _max(r1.u32_min, r2.u32_min)
+            r1.u32_max = _min(r1.u32_max, r2.u32_max)
+            r1.s32_min = _max(r1.s32_min, r2.s32_min)
+            r1.s32_max = _min(r1.s32_max, r2.s32_max)
             r2.u32_min, r2.u32_max, r2.s32_min, r2.s32_max = r1.u32_min, r1.u32_max, r1.s32_min, r1.s32_max
             t = tn.intersect(tn.subreg(r1.var_off, bits), tn.subreg(r2.var_off, bits))
             r1.var_off = tn.with_subreg(r1.var_off, t, bits)
             r2.var_off = tn.with_subreg(r2.var_off, t, bits)
         else:
-            r1.umin = max(r1.umin, r2.umin)
-            r1.umax = min(r1.umax, r2.umax)
-            r1.smin = max(r1.smin, r2.smin)
-            r1.smax = min(r1.smax, r2.smax)
+            r1.umin = _max(r1.umin, r2.umin)
+            r1.umax = _min(r1.umax, r2.umax)
+            r1.smin = _max(r1.smin, r2.smin)
+            r1.smax = _min(r1.smax, r2.smax)
             r2.umin, r2.umax, r2.smin, r2.smax = r1.umin, r1.umax, r1.smin, r1.smax
             r1.var_off = tn.intersect(r1.var_off, r2.var_off)
             r2.var_off = r1.var_off
@@ -1077,24 +1127,17 @@ def refine_cond_op(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> None:
         if not is_reg_const(r2, is32):
             return
         val = const_value(r2, is32)
+        # a bound equal to the constant moves one step inwards
         if is32:
-            if r1.u32_min == val:
-                r1.u32_min += 1
-            if r1.u32_max == val:
-                r1.u32_max -= 1
-            if r1.s32_min == sx(val, h):
-                r1.s32_min += 1
-            if r1.s32_max == sx(val, h):
-                r1.s32_max -= 1
+            r1.u32_min = _sel(r1.u32_min == val, r1.u32_min + 1, r1.u32_min)
+            r1.u32_max = _sel(r1.u32_max == val, r1.u32_max - 1, r1.u32_max)
+            r1.s32_min = _sel(r1.s32_min == sx(val, h), r1.s32_min + 1, r1.s32_min)
+            r1.s32_max = _sel(r1.s32_max == sx(val, h), r1.s32_max - 1, r1.s32_max)
         else:
-            if r1.umin == val:
-                r1.umin += 1
-            if r1.umax == val:
-                r1.umax -= 1
-            if r1.smin == sx(val, bits):
-                r1.smin += 1
-            if r1.smax == sx(val, bits):
-                r1.smax -= 1
+            r1.umin = _sel(r1.umin == val, r1.umin + 1, r1.umin)
+            r1.umax = _sel(r1.umax == val, r1.umax - 1, r1.umax)
+            r1.smin = _sel(r1.smin == sx(val, bits), r1.smin + 1, r1.smin)
+            r1.smax = _sel(r1.smax == sx(val, bits), r1.smax - 1, r1.smax)
     elif op is JmpOp.BPF_JSET:
         if not is_reg_const(r2, is32):
             r1, r2 = r2, r1
@@ -1125,34 +1168,34 @@ def refine_cond_op(r1: Scalar, r2: Scalar, op: CondOp, is32: bool) -> None:
         mark_unbounded(r1)
     elif op is JmpOp.BPF_JLE:
         if is32:
-            r1.u32_max = min(r1.u32_max, r2.u32_max)
-            r2.u32_min = max(r1.u32_min, r2.u32_min)
+            r1.u32_max = _min(r1.u32_max, r2.u32_max)
+            r2.u32_min = _max(r1.u32_min, r2.u32_min)
         else:
-            r1.umax = min(r1.umax, r2.umax)
-            r2.umin = max(r1.umin, r2.umin)
+            r1.umax = _min(r1.umax, r2.umax)
+            r2.umin = _max(r1.umin, r2.umin)
     elif op is JmpOp.BPF_JLT:
         if is32:
-            r1.u32_max = min(r1.u32_max, (r2.u32_max - 1) & hm)
-            r2.u32_min = max((r1.u32_min + 1) & hm, r2.u32_min)
+            r1.u32_max = _min(r1.u32_max, (r2.u32_max - 1) & hm)
+            r2.u32_min = _max((r1.u32_min + 1) & hm, r2.u32_min)
         else:
             m = (1 << bits) - 1
-            r1.umax = min(r1.umax, (r2.umax - 1) & m)
-            r2.umin = max((r1.umin + 1) & m, r2.umin)
+            r1.umax = _min(r1.umax, (r2.umax - 1) & m)
+            r2.umin = _max((r1.umin + 1) & m, r2.umin)
     elif op is JmpOp.BPF_JSLE:
         if is32:
-            r1.s32_max = min(r1.s32_max, r2.s32_max)
-            r2.s32_min = max(r1.s32_min, r2.s32_min)
+            r1.s32_max = _min(r1.s32_max, r2.s32_max)
+            r2.s32_min = _max(r1.s32_min, r2.s32_min)
         else:
-            r1.smax = min(r1.smax, r2.smax)
-            r2.smin = max(r1.smin, r2.smin)
+            r1.smax = _min(r1.smax, r2.smax)
+            r2.smin = _max(r1.smin, r2.smin)
     elif op is JmpOp.BPF_JSLT:
         if is32:
-            r1.s32_max = min(r1.s32_max, sx((r2.s32_max - 1) & hm, h))
-            r2.s32_min = max(sx((r1.s32_min + 1) & hm, h), r2.s32_min)
+            r1.s32_max = _min(r1.s32_max, sx((r2.s32_max - 1) & hm, h))
+            r2.s32_min = _max(sx((r1.s32_min + 1) & hm, h), r2.s32_min)
         else:
             m = (1 << bits) - 1
-            r1.smax = min(r1.smax, sx((r2.smax - 1) & m, bits))
-            r2.smin = max(sx((r1.smin + 1) & m, bits), r2.smin)
+            r1.smax = _min(r1.smax, sx((r2.smax - 1) & m, bits))
+            r2.smin = _max(sx((r1.smin + 1) & m, bits), r2.smin)
 
 
 def refine(true1: Scalar, true2: Scalar, false1: Scalar, false2: Scalar, op: CondOp, is32: bool) -> None:

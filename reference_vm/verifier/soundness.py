@@ -463,11 +463,13 @@ def raw_states(bits: int, limit: int | None = None, rnd: random.Random | None = 
 def cve_2021_3490_and(dst: Scalar, src: Scalar) -> None:
     """The unsound ``scalar32_min_max_and`` of Linux 5.7–5.12 (CVE-2021-3490): when both 32-bit
     subregisters are known it returned without setting the 32-bit bounds, leaving those of the
-    old operand, which the 64-bit var_off then "confirms" in reg_bounds_sync."""
-    bits = dst.bits
-    v = tn.subreg(dst.var_off, bits)
-    if tn.subreg_is_const(src.var_off, bits) and tn.subreg_is_const(dst.var_off, bits):
-        return
-    dst.u32_min = v.value
-    dst.u32_max = min(dst.u32_max, src.u32_max)
+    old operand, which the 64-bit var_off then "confirms" in reg_bounds_sync. (Element-wise like
+    the real function, so that bench/ranges_exhaustive.py can run it.)"""
+    old = (dst.u32_min, dst.u32_max, dst.s32_min, dst.s32_max)
+    known = rg._subregs_known(dst, src)
+    dst.u32_min = tn.subreg(dst.var_off, dst.bits).value
+    dst.u32_max = rg._min(dst.u32_max, src.u32_max)
     rg._s32_from_u32(dst)
+    new = (dst.u32_min, dst.u32_max, dst.s32_min, dst.s32_max)
+    kept = [rg._sel(known, o, n) for o, n in zip(old, new, strict=True)]
+    dst.u32_min, dst.u32_max, dst.s32_min, dst.s32_max = kept

@@ -87,7 +87,7 @@ def rshift(a: Tnum, shift: int) -> Tnum:
 
 
 def _sext(x: int, bits: int) -> int:
-    return x - (1 << bits) if x >> (bits - 1) & 1 else x
+    return x - ((x >> (bits - 1) & 1) << bits)  # branch-free: also element-wise on arrays
 
 
 def arshift(a: Tnum, shift: int, insn_bits: int = 64, bits: int = 64) -> Tnum:

@@ -30,6 +30,16 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "corpora" / "bpf_conformance"
 FAKE_PLUGINS = REPO / "tests" / "data" / "plugins"
 
+def load_bench_script(name: str):  # type: ignore[no-untyped-def]
+    """``bench/<name>.py`` imported as a module (the bench scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 #: Encoded instructions (RFC 9669 §3, little-endian 64-bit words as ``-- raw`` writes them).
 MOV_R0_1 = "0x00000001000000b7"  # mov %r0, 1
 MOV_R0_0 = "0x00000000000000b7"  # mov %r0, 0

@@ -5,26 +5,18 @@ unsound refinement and a sound but less-than-kernel-precise operator."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import load_bench_script
 
 from reference_vm.isa import JmpOp
 from reference_vm.verifier import ranges as rg
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "ranges_exhaustive.py"
 INTERVALS4 = 16 * 17 // 2  # 136
 
 
 @pytest.fixture(scope="module")
 def rx():
-    spec = importlib.util.spec_from_file_location("ranges_exhaustive", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ranges_exhaustive"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("ranges_exhaustive")
 
 
 def test_every_4bit_pair_sound_and_as_precise_as_the_kernel(rx):

@@ -4,24 +4,15 @@ seeded unsound add and a sound but less-than-kernel-precise operator."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import load_bench_script
 
 from reference_vm.verifier.tnum import Tnum
-
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "tnum_exhaustive.py"
 
 
 @pytest.fixture(scope="module")
 def te():
-    spec = importlib.util.spec_from_file_location("tnum_exhaustive", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["tnum_exhaustive"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("tnum_exhaustive")
 
 
 def test_every_4bit_pair_sound_and_as_precise_as_the_kernel(te):

@@ -147,7 +147,7 @@ def _slots(insns: list[Insn]) -> list[RawInsn]:
     return [s for i in insns for s in i.raw()]
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     programs(),
     st.lists(

@@ -133,6 +133,8 @@ class Geometry:
 
 
 def sx(x, w: int):  # type: ignore[no-untyped-def]
+    """Sign extension for the concrete side and the kernel transcription (kept apart from
+    ``ranges.sx``, which is under test)."""
     return x - ((x >> (w - 1) & 1) << w)
 
 
@@ -732,7 +734,7 @@ def check_branch_const(cond: str, g: Geometry, signed: bool) -> Tally:
             red = _sat_reductions(sat, pat, w)
             every = tri(sat, np.logical_and, True)
             r1 = operand(g, signed, np.arange(nA))
-            r2 = Scalar.const(v, g.bits) if g.form64 else _const32(v, g)
+            r2 = Scalar.const(v, g.bits)  # 32-bit form: the subregister, upper half 0
             b1 = [np.broadcast_to(np.asarray(getattr(r1, f)), (nA,)) for f in g.fields]
             b2 = [getattr(r2, f) for f in g.fields]
             taken = rg.branch_taken(r1, r2, op, is32)
@@ -777,7 +779,7 @@ def check_branch_const(cond: str, g: Geometry, signed: bool) -> Tally:
         orv = np.bitwise_or.reduce(np.where(sat, x[None, :], 0), axis=1)
         r1 = Scalar(g.bits)
         r1.var_off = Tnum(tv.copy(), tm.copy())
-        r2 = Scalar.const(v, g.bits) if g.form64 else _const32(v, g)
+        r2 = Scalar.const(v, g.bits)  # 32-bit form: the subregister, upper half 0
         taken = np.broadcast_to(np.asarray(rg.branch_taken(r1, r2, op, is32)), (nT,))
         kv = tv & v
         k_taken = np.where(kv != 0, 1, np.where(((tv | tm) & v) == 0, 0, -1))
@@ -798,11 +800,6 @@ def check_branch_const(cond: str, g: Geometry, signed: bool) -> Tally:
         t.better += int(((taken == -1) & anyp & (rm != km2) & ~worse).sum())
         _note(t, bad, lambda i, v=v, tk=taken: f"{t.name} ({tv[i]:#x}; {tm[i]:#x}) & {v:#x}: taken {tk[i]}")
     return t
-
-
-def _const32(v: int, g: Geometry) -> Scalar:
-    """A register whose subregister is the constant ``v`` (upper half zero)."""
-    return Scalar.const(v, g.bits)
 
 
 @cache

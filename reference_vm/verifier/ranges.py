@@ -855,11 +855,6 @@ OPS: dict[AluOp, tuple[str, str]] = {
 }
 
 
-#: The 64-bit and 32-bit functions of each shift.
-SHIFTS_LSH = ("scalar_min_max_lsh", "scalar32_min_max_lsh")
-SHIFTS_RSH = ("scalar_min_max_rsh", "scalar32_min_max_rsh")
-SHIFTS_ARSH = ("scalar_min_max_arsh", "scalar32_min_max_arsh")
-
 _CONST_FOLD = frozenset(
     {
         AluOp.BPF_ADD,
@@ -947,8 +942,12 @@ def adjust_scalar(dst: Scalar, src: Scalar, op: AluOp, alu32: bool) -> None:
             if op is not AluOp.BPF_MUL:
                 update_reg_bounds(dst)  # the end of scalar_min_max_{and,or,xor}
     else:
-        shift = {AluOp.BPF_LSH: SHIFTS_LSH, AluOp.BPF_RSH: SHIFTS_RSH, AluOp.BPF_ARSH: SHIFTS_ARSH}[op]
-        globals()[shift[1] if alu32 else shift[0]](dst, src)
+        if op is AluOp.BPF_LSH:
+            (scalar32_min_max_lsh if alu32 else scalar_min_max_lsh)(dst, src)
+        elif op is AluOp.BPF_RSH:
+            (scalar32_min_max_rsh if alu32 else scalar_min_max_rsh)(dst, src)
+        else:
+            (scalar32_min_max_arsh if alu32 else scalar_min_max_arsh)(dst, src)
         # the end of scalar{32,}_min_max_{lsh,rsh,arsh}
         (update_reg32_bounds if alu32 else update_reg_bounds)(dst)
     if alu32:
